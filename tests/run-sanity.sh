@@ -1,0 +1,29 @@
+#!/bin/bash
+# ansible-test only accepts a collection that sits under
+# .../ansible_collections/<namespace>/<name>, so sanity runs on a copy of the
+# checkout placed there (only the files git knows about, as a release would).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+dest=$repo/build/sanity/ansible_collections/presplit/kvm
+export PATH=$repo/.venv/bin:$PATH
+
+rm -rf "$dest"
+mkdir -p "$dest"
+(cd "$repo" && git ls-files -z --cached --others --exclude-standard |
+	rsync -a --from0 --files-from=- ./ "$dest/")
+
+cd "$dest"
+# --requirements installs each test's pinned tools into the venv on first run.
+ansible-test sanity --python 3.11 --requirements --color no "$@"
+echo "ansible-galaxy build + ansible-doc on the built collection"
+ansible-galaxy collection build --force --output-path "$repo/build/dist" >/dev/null
+inst=$repo/build/installed
+rm -rf "$inst"
+ansible-galaxy collection install -p "$inst" "$repo"/build/dist/presplit-kvm-*.tar.gz >/dev/null
+modules=$(ANSIBLE_COLLECTIONS_PATH=$inst ansible-doc -t module -l presplit.kvm | awk '{print $1}')
+[ -n "$modules" ] || { echo "no modules listed by ansible-doc" >&2; exit 1; }
+for m in $modules; do
+	ANSIBLE_COLLECTIONS_PATH=$inst ansible-doc "$m" >/dev/null
+	echo "  ansible-doc $m: ok"
+done
