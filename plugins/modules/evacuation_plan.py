@@ -1,0 +1,465 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: presplit.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: evacuation_plan
+short_description: Plan where the guests of hosts to drain go, and in which waves
+version_added: 0.1.0
+description:
+  - Computes, from host facts and domain facts, a destination for every domain on the hosts to drain and ordered waves
+    of live migrations that respect every concurrency limit, link bandwidth and destination capacity.
+  - Pure computation on the controller; it changes nothing anywhere. Run it with C(delegate_to=localhost) and
+    C(run_once=true), feeding it facts gathered from the hosts (for example by M(presplit.kvm.host_info)).
+  - "Placement: largest domains first, each to the eligible host (same CPU group, not being drained) with the most free
+    memory, or free huge pages of its size for hugetlbfs-backed domains, that has the vCPUs left and holds no member of
+    its anti-affinity groups. Balance bound: a host that receives domains ends with at most the largest of them less free
+    than any other host that could also have taken it (when vCPUs and anti-affinity do not decide)."
+  - "Prediction per migration (pre-copy model): pass 0 sends all memory, each next pass re-sends what was dirtied during
+    the previous one, until the rest fits in O(max_downtime_ms) at the migration's bandwidth. When pre-copy does not
+    converge (dirty rate not below bandwidth, or more than 30 passes), the domain gets auto-converge if a vCPU throttle
+    of at most 50% is enough, otherwise post-copy, except for 1 GiB hugetlbfs domains or when O(allow_post_copy=false),
+    which get auto-converge. The reason is returned per migration."
+  - "Scheduling: longest migrations first; a migration starts when its source, its destination and the cluster have a
+    free slot and at least half their fair share of bandwidth left (link bandwidth over its concurrency limit), and
+    reserves all the bandwidth left on its path (capped by O(limits.migration_bandwidth_mib_per_s)), so a link is
+    filled by as few migrations as possible. Migrations that start at the same planned instant form a wave.
+    A wave may start once the migrations listed in its C(wait_for) have finished; waiting for every earlier wave is also
+    safe, only slower."
+  - The output is the same for the same input, whatever the order of the lists.
+  - Fails, naming each domain that fits nowhere with the reason for every candidate host, when the hosts to drain cannot
+    be emptied.
+author:
+  - presplit.kvm developers (@presplit)
+attributes:
+  check_mode:
+    description: Can run in check mode and return the same plan.
+    support: full
+  diff_mode:
+    description: Returns no diff; nothing is changed.
+    support: none
+  platform:
+    description: Runs wherever Python runs; meant for the controller.
+    support: full
+    platforms: posix
+options:
+  hosts:
+    description:
+      - Every host of the cluster, those to drain included. Free capacity means what is free now, with the domains
+        already running there accounted for.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: Host name, as used in O(domains[].host) and O(drain).
+        type: str
+        required: true
+      memory_free_mib:
+        description: Memory available to new guests not backed by hugetlbfs, in MiB.
+        type: int
+        required: true
+      hugepages_2m_free:
+        description: Free 2 MiB huge pages.
+        type: int
+        default: 0
+      hugepages_1g_free:
+        description: Free 1 GiB huge pages.
+        type: int
+        default: 0
+      vcpus_free:
+        description: vCPUs that may still be given to guests (after overcommit). Unset means no vCPU limit.
+        type: int
+      cpu_group:
+        description: CPU compatibility group; domains only move between hosts of the same group.
+        type: str
+        default: default
+      kernel_mode:
+        description:
+          - What the host kernel offers, as reported by M(presplit.kvm.host_info). Huge-page-backed domains leaving a
+            host that is not V(patched) are migrated without pre-split and listed in RV(without_presplit).
+        type: str
+        choices: [patched, eager-split-only, none]
+        default: none
+      bandwidth_mib_per_s:
+        description: Migration link bandwidth of this host in MiB/s. Unset means O(limits.host_bandwidth_mib_per_s).
+        type: int
+  domains:
+    description:
+      - Running domains. List every domain of the cluster, not only those on the hosts to drain; the others count for
+        anti-affinity.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: Domain name, unique in the cluster.
+        type: str
+        required: true
+      host:
+        description: Host the domain runs on now.
+        type: str
+        required: true
+      memory_mib:
+        description: Guest memory in MiB.
+        type: int
+        required: true
+      vcpus:
+        description: Number of vCPUs.
+        type: int
+        default: 1
+      backing:
+        description: How guest memory is backed. V(hugetlb-2M) and V(hugetlb-1G) consume huge pages of that size on the
+          destination, the others consume memory.
+        type: str
+        choices: [none, thp, hugetlb-2M, hugetlb-1G]
+        default: none
+      hugepages:
+        description: Huge pages the domain needs, for hugetlbfs backings. Unset means memory divided by the page size.
+        type: int
+      anti_affinity:
+        description: Anti-affinity groups; two domains sharing a group never end on the same host.
+        type: list
+        elements: str
+        default: []
+      pinned:
+        description: The domain is tied to its host (host devices, local storage) and cannot be migrated.
+        type: bool
+        default: false
+      migratable:
+        description: V(false) when the domain cannot be live-migrated for any other reason.
+        type: bool
+        default: true
+      dirty_rate_mib_per_s:
+        description: Measured dirty page rate in MiB/s (libvirt C(dirtyrate) domain stats).
+        type: float
+        default: 0
+      cpu_group:
+        description: CPU group the domain needs. Unset means the CPU group of its host.
+        type: str
+  drain:
+    description: Names of the hosts to empty. They are never destinations.
+    type: list
+    elements: str
+    required: true
+  limits:
+    description: Concurrency and bandwidth limits.
+    type: dict
+    default: {}
+    suboptions:
+      max_outgoing_per_host:
+        description: Migrations leaving one host at the same time.
+        type: int
+        default: 2
+      max_incoming_per_host:
+        description: Migrations arriving on one host at the same time.
+        type: int
+        default: 2
+      max_parallel_per_cluster:
+        description: Migrations in flight in the whole cluster.
+        type: int
+        default: 5
+      host_bandwidth_mib_per_s:
+        description: Migration link bandwidth of a host in MiB/s, for hosts that do not set O(hosts[].bandwidth_mib_per_s).
+        type: int
+        default: 1192
+      cluster_bandwidth_mib_per_s:
+        description: Bandwidth all migrations together may use, in MiB/s. Unset means no cluster-wide cap.
+        type: int
+      migration_bandwidth_mib_per_s:
+        description: What one migration stream can carry, in MiB/s. Unset means a whole link.
+        type: int
+  max_downtime_ms:
+    description: Allowed downtime per migration, in milliseconds.
+    type: int
+    default: 300
+  allow_post_copy:
+    description: Whether post-copy may be chosen for domains whose pre-copy does not converge.
+    type: bool
+    default: true
+  non_migratable_policy:
+    description:
+      - What to do with pinned or not migratable domains on the hosts to drain.
+      - V(fail) stops with the list of them.
+      - V(skip_host) leaves such hosts out of the drain (they receive nothing either) and lists them in RV(skipped_hosts).
+      - V(shutdown_and_restart) keeps them on their host, to be shut down before the maintenance and started again on the
+        same host after it; they are listed in RV(shutdown).
+    type: str
+    choices: [skip_host, shutdown_and_restart, fail]
+    default: fail
+notes:
+  - Durations exclude the pre-split, which runs on the source before its migration starts.
+'''
+
+EXAMPLES = r'''
+- name: Plan the evacuation of hv01
+  presplit.kvm.evacuation_plan:
+    hosts:
+      - name: hv01
+        memory_free_mib: 2048
+        kernel_mode: patched
+      - name: hv02
+        memory_free_mib: 65536
+        hugepages_1g_free: 32
+        vcpus_free: 48
+        kernel_mode: patched
+      - name: hv03
+        memory_free_mib: 98304
+        vcpus_free: 64
+        kernel_mode: eager-split-only
+    domains:
+      - name: db1
+        host: hv01
+        memory_mib: 16384
+        vcpus: 8
+        backing: hugetlb-1G
+        anti_affinity: [db]
+        dirty_rate_mib_per_s: 120
+      - name: db2
+        host: hv03
+        memory_mib: 16384
+        anti_affinity: [db]
+      - name: web1
+        host: hv01
+        memory_mib: 4096
+        backing: thp
+    drain: [hv01]
+    limits:
+      max_outgoing_per_host: 2
+      max_incoming_per_host: 2
+      max_parallel_per_cluster: 5
+    max_downtime_ms: 300
+    non_migratable_policy: fail
+  delegate_to: localhost
+  run_once: true
+  register: evacuation
+
+- name: Show each wave
+  ansible.builtin.debug:
+    msg: "wave {{ item.wave }} at {{ item.start_s }} s: {{ item.migrations | map(attribute='domain') | join(', ') }}"
+  loop: "{{ evacuation.waves }}"
+  loop_control:
+    label: "{{ item.wave }}"
+  run_once: true
+'''
+
+RETURN = r'''
+placement:
+  description: Destination host per migrated domain.
+  returned: success
+  type: dict
+  sample: {"db1": "hv02", "web1": "hv03"}
+waves:
+  description: Migrations grouped by planned start, in order.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    wave:
+      description: Wave number, from 1.
+      type: int
+    start_s:
+      description: Planned start, in seconds from the start of the evacuation.
+      type: float
+    duration_s:
+      description: Duration of the longest migration of the wave.
+      type: float
+    wait_for:
+      description: Domains whose migrations must have finished before this wave starts.
+      type: list
+      elements: str
+    migrations:
+      description:
+        - One entry per migration, longest first, with C(domain), C(source), C(destination), C(memory_mib), C(backing),
+          C(presplit) (pre-split possible on the source), C(dirty_rate_mib_per_s), C(bandwidth_mib_per_s) (cap to set
+          on the migration), C(mode) (C(pre_copy), C(auto_converge) or C(post_copy)), C(reason), C(iterations)
+          (pre-copy passes), C(throttle_pct), C(transferred_mib), C(duration_s), C(downtime_ms) (null for post-copy),
+          C(start_s), C(end_s) and C(wave).
+      type: list
+      elements: dict
+  sample:
+    - wave: 1
+      start_s: 0.0
+      duration_s: 15.268
+      wait_for: []
+      migrations:
+        - domain: db1
+          source: hv01
+          destination: hv02
+          memory_mib: 16384
+          backing: hugetlb-1G
+          presplit: true
+          dirty_rate_mib_per_s: 120.0
+          bandwidth_mib_per_s: 1192.0
+          mode: pre_copy
+          reason: pre-copy converges after 2 pass(es)
+          iterations: 2
+          throttle_pct: 0
+          transferred_mib: 18199.443
+          duration_s: 15.268
+          downtime_ms: 139.301
+          start_s: 0.0
+          end_s: 15.268
+          wave: 1
+    - wave: 2
+      start_s: 15.268
+      duration_s: 3.436
+      wait_for: [db1]
+      migrations:
+        - domain: web1
+          source: hv01
+          destination: hv03
+          memory_mib: 4096
+          backing: thp
+          presplit: true
+          dirty_rate_mib_per_s: 0.0
+          bandwidth_mib_per_s: 1192.0
+          mode: pre_copy
+          reason: pre-copy converges after 1 pass(es)
+          iterations: 1
+          throttle_pct: 0
+          transferred_mib: 4096.0
+          duration_s: 3.436
+          downtime_ms: 0.0
+          start_s: 15.268
+          end_s: 18.704
+          wave: 2
+shutdown:
+  description: Non-migratable domains to shut down before the maintenance and start again on O(hosts[].name) C(restart_on).
+  returned: success
+  type: list
+  elements: dict
+  sample: [{"domain": "gpu1", "host": "hv01", "restart_on": "hv01", "reason": "pinned to host hv01"}]
+skipped_hosts:
+  description: Hosts to drain left out because of non-migratable domains, with the reasons.
+  returned: success
+  type: dict
+  sample: {"hv01": ["gpu1 is pinned to host hv01"]}
+destinations:
+  description: Per receiving host, the domains it receives and what it has left afterwards.
+  returned: success
+  type: dict
+  sample: {"hv02": {"incoming": ["db1"], "memory_free_mib_after": 65536, "hugepages_2m_free_after": 0,
+                    "hugepages_1g_free_after": 16, "vcpus_free_after": 40},
+           "hv03": {"incoming": ["web1"], "memory_free_mib_after": 94208, "hugepages_2m_free_after": 0,
+                    "hugepages_1g_free_after": 0, "vcpus_free_after": 63}}
+without_presplit:
+  description: Huge-page-backed domains leaving a host whose kernel cannot pre-split; expect vCPU stalls in their first pass.
+  returned: success
+  type: list
+  elements: dict
+  sample: [{"domain": "web1", "host": "hv01", "backing": "thp", "kernel_mode": "eager-split-only"}]
+summary:
+  description:
+    - Totals. C(makespan_s) is the planned end of the last migration; C(bandwidth_lower_bound_s) the time the busiest
+      link (host or cluster) needs for the bytes planned over it; C(lower_bound_s) also counts the longest migration and
+      the cluster slots.
+  returned: success
+  type: dict
+  sample: {"migrations": 2, "waves": 2, "makespan_s": 18.704, "bandwidth_lower_bound_s": 18.704, "lower_bound_s": 18.704,
+           "makespan_over_bandwidth_bound": 1.0, "transferred_mib": 22295.443,
+           "modes": {"pre_copy": 2, "auto_converge": 0, "post_copy": 0}}
+unplaced:
+  description: On failure because domains fit nowhere, each such domain with the reason per candidate host.
+  returned: failure
+  type: list
+  elements: dict
+  sample: [{"domain": "db1", "source": "hv01", "reasons": {"hv02": "anti-affinity group db already has db2 there",
+            "hv03": "needs 16 hugetlb-1G pages, 0 left"}}]
+placed:
+  description: On failure because domains fit nowhere, where the other domains would have gone.
+  returned: failure
+  type: dict
+  sample: {"web1": "hv03"}
+domain:
+  description: On failure because no migration method converges for a domain, its name.
+  returned: failure
+  type: str
+  sample: db1
+not_migratable:
+  description: On failure with O(non_migratable_policy=fail), the non-migratable domains on the hosts to drain.
+  returned: failure
+  type: list
+  elements: dict
+  sample: [{"domain": "gpu1", "reason": "pinned to host hv01"}]
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.presplit.kvm.plugins.module_utils.evacuation_planner import (
+    BACKINGS, KERNEL_MODES, NON_MIGRATABLE_POLICIES, PlanningError, plan_evacuation)
+
+# Warnings name this many domains; RV(without_presplit) has them all.
+DOMAINS_IN_WARNING = 5
+
+HOST_SPEC = dict(
+    name=dict(type='str', required=True),
+    memory_free_mib=dict(type='int', required=True),
+    hugepages_2m_free=dict(type='int', default=0),
+    hugepages_1g_free=dict(type='int', default=0),
+    vcpus_free=dict(type='int'),
+    cpu_group=dict(type='str', default='default'),
+    kernel_mode=dict(type='str', choices=list(KERNEL_MODES), default='none'),
+    bandwidth_mib_per_s=dict(type='int'),
+)
+
+DOMAIN_SPEC = dict(
+    name=dict(type='str', required=True),
+    host=dict(type='str', required=True),
+    memory_mib=dict(type='int', required=True),
+    vcpus=dict(type='int', default=1),
+    backing=dict(type='str', choices=list(BACKINGS), default='none'),
+    hugepages=dict(type='int'),
+    anti_affinity=dict(type='list', elements='str', default=[]),
+    pinned=dict(type='bool', default=False),
+    migratable=dict(type='bool', default=True),
+    dirty_rate_mib_per_s=dict(type='float', default=0),
+    cpu_group=dict(type='str'),
+)
+
+LIMITS_SPEC = dict(
+    max_outgoing_per_host=dict(type='int', default=2),
+    max_incoming_per_host=dict(type='int', default=2),
+    max_parallel_per_cluster=dict(type='int', default=5),
+    host_bandwidth_mib_per_s=dict(type='int', default=1192),
+    cluster_bandwidth_mib_per_s=dict(type='int'),
+    migration_bandwidth_mib_per_s=dict(type='int'),
+)
+
+ARGUMENT_SPEC = dict(
+    hosts=dict(type='list', elements='dict', required=True, options=HOST_SPEC),
+    domains=dict(type='list', elements='dict', required=True, options=DOMAIN_SPEC),
+    drain=dict(type='list', elements='str', required=True),
+    limits=dict(type='dict', default={}, options=LIMITS_SPEC, apply_defaults=True),
+    max_downtime_ms=dict(type='int', default=300),
+    allow_post_copy=dict(type='bool', default=True),
+    non_migratable_policy=dict(type='str', choices=list(NON_MIGRATABLE_POLICIES), default='fail'),
+)
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    params = module.params
+    try:
+        plan = plan_evacuation(params['hosts'], params['domains'], params['drain'], limits=params['limits'],
+                               max_downtime_ms=params['max_downtime_ms'],
+                               non_migratable_policy=params['non_migratable_policy'],
+                               allow_post_copy=params['allow_post_copy'])
+    except PlanningError as error:
+        module.fail_json(msg=error.message, **error.details)
+    if plan['without_presplit']:
+        names = [entry['domain'] for entry in plan['without_presplit']]
+        module.warn('%d huge-page-backed domain(s) leave hosts whose kernel cannot pre-split (%s%s): expect vCPU stalls '
+                    'during their first migration pass' % (len(names), ', '.join(names[:DOMAINS_IN_WARNING]),
+                                                           ', ...' if len(names) > DOMAINS_IN_WARNING else ''))
+    module.exit_json(changed=False, **plan)
+
+
+if __name__ == '__main__':
+    main()

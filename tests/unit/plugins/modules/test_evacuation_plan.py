@@ -1,0 +1,84 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The evacuation_plan module: arguments in, plan or clear failure out, nothing changed."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.presplit.kvm.plugins.modules import evacuation_plan
+
+
+def run_module(capsys, args, check_mode=False):
+    if check_mode:
+        args = dict(args, _ansible_check_mode=True)
+    with patch_module_args(args):
+        with pytest.raises(SystemExit) as leaving:
+            evacuation_plan.main()
+    result = json.loads(capsys.readouterr().out)
+    return leaving.value.code, result
+
+
+FLEET = {
+    'hosts': [
+        {'name': 'hv01', 'memory_free_mib': 2048, 'kernel_mode': 'eager-split-only'},
+        {'name': 'hv02', 'memory_free_mib': 65536, 'hugepages_1g_free': 32, 'vcpus_free': 48, 'kernel_mode': 'patched'},
+        {'name': 'hv03', 'memory_free_mib': 98304, 'vcpus_free': 64, 'kernel_mode': 'patched'},
+    ],
+    'domains': [
+        {'name': 'db1', 'host': 'hv01', 'memory_mib': 16384, 'vcpus': 8, 'backing': 'hugetlb-1G',
+         'anti_affinity': ['db'], 'dirty_rate_mib_per_s': 120},
+        {'name': 'db2', 'host': 'hv03', 'memory_mib': 16384, 'anti_affinity': ['db']},
+        {'name': 'web1', 'host': 'hv01', 'memory_mib': 4096, 'backing': 'thp'},
+    ],
+    'drain': ['hv01'],
+}
+
+
+@pytest.mark.parametrize('check_mode', [False, True])
+def test_plan_is_returned_and_nothing_changes(capsys, check_mode):
+    code, result = run_module(capsys, FLEET, check_mode)
+    assert code == 0
+    assert result['changed'] is False
+    assert result['placement'] == {'db1': 'hv02', 'web1': 'hv03'}
+    assert [len(w['migrations']) for w in result['waves']] == [1, 1]
+    assert result['summary']['migrations'] == 2
+    assert [entry['domain'] for entry in result['without_presplit']] == ['db1', 'web1']
+    # Warnings are structured since ansible-core 2.19; their text is what an operator reads.
+    assert 'cannot pre-split (db1, web1)' in json.dumps(result['warnings'])
+
+
+def test_limit_defaults_come_from_the_argument_spec(capsys):
+    code, result = run_module(capsys, dict(FLEET, limits={'max_outgoing_per_host': 1}))
+    assert code == 0
+    # hv01's link (1192 MiB/s by default) carries db1 then web1, one at a time.
+    assert result['waves'][0]['migrations'][0]['bandwidth_mib_per_s'] == 1192.0
+    assert result['waves'][1]['wait_for'] == ['db1']
+
+
+def test_fit_nowhere_fails_with_reasons(capsys):
+    fleet = dict(FLEET, domains=FLEET['domains'][:1] + [dict(FLEET['domains'][1], host='hv02')] + FLEET['domains'][2:])
+    code, result = run_module(capsys, fleet)
+    assert code == 1 and result['failed'] is True
+    assert result['msg'].startswith('1 domain(s) fit nowhere. db1 (from hv01, 16384 MiB hugetlb-1G, 8 vCPUs)')
+    assert result['unplaced'] == [{'domain': 'db1', 'source': 'hv01', 'reasons': {
+        'hv02': 'anti-affinity group db already has db2 there', 'hv03': 'needs 16 hugetlb-1G pages, 0 left'}}]
+    assert result['placed'] == {'web1': 'hv03'}
+
+
+def test_non_migratable_with_fail_policy(capsys):
+    fleet = dict(FLEET, domains=FLEET['domains'] + [{'name': 'gpu1', 'host': 'hv01', 'memory_mib': 1024, 'pinned': True}])
+    code, result = run_module(capsys, fleet)
+    assert code == 1
+    assert result['not_migratable'] == [{'domain': 'gpu1', 'reason': 'pinned to host hv01'}]
+
+
+def test_bad_choice_is_rejected_by_the_argument_spec(capsys):
+    code, result = run_module(capsys, dict(FLEET, non_migratable_policy='pray'))
+    assert code == 1
+    assert 'non_migratable_policy' in result['msg'] and 'pray' in result['msg']
