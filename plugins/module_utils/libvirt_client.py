@@ -1,0 +1,133 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) presplit.kvm developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Small helpers over libvirt-python: connect, find a domain, read what the
+migration pre-checks need (memory, CPU compatibility, free memory)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import xml.etree.ElementTree as ET
+
+try:
+    import libvirt
+    LIBVIRT_IMPORT_ERROR = None
+except ImportError as exc:  # reported by the module with missing_required_lib
+    libvirt = None
+    LIBVIRT_IMPORT_ERROR = exc
+
+from ansible_collections.presplit.kvm.plugins.module_utils.migration_options import looks_like_uuid
+
+
+class LibvirtClientError(Exception):
+    """A libvirt call failed; the message says which call and on which URI."""
+
+
+def quiet_libvirt():
+    """Stop libvirt printing every error on stderr; errors still raise libvirtError."""
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+
+def open_connection(uri, role):
+    """A read-write connection to uri; role ("source"/"destination") names it in errors."""
+    try:
+        conn = libvirt.open(uri)
+    except libvirt.libvirtError as exc:
+        raise LibvirtClientError("cannot connect to %s libvirt %s: %s" % (role, uri, exc))
+    if conn is None:
+        raise LibvirtClientError("cannot connect to %s libvirt %s" % (role, uri))
+    return conn
+
+
+def find_domain(conn, name_or_uuid):
+    """The domain called name_or_uuid (a name or a UUID string), or None if there is none."""
+    try:
+        if looks_like_uuid(name_or_uuid):
+            return conn.lookupByUUIDString(name_or_uuid)
+        return conn.lookupByName(name_or_uuid)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            return None
+        raise LibvirtClientError("looking up domain %s on %s: %s" % (name_or_uuid, conn.getURI(), exc))
+
+
+STATE_NAMES = {
+    0: "no state",
+    1: "running",
+    2: "blocked",
+    3: "paused",
+    4: "shutting down",
+    5: "shut off",
+    6: "crashed",
+    7: "suspended by power management",
+}
+
+
+def domain_state(domain):
+    """Human-readable state of a domain (libvirt's virDomainState)."""
+    return STATE_NAMES.get(domain.state()[0], "unknown")
+
+
+def domain_memory_bytes(domain):
+    """The domain's maximum memory, which is what a migration may have to copy."""
+    return domain.maxMemory() * 1024
+
+
+def domain_presence(domain):
+    """A small dict describing a domain on one host, or None."""
+    if domain is None:
+        return None
+    return {
+        "name": domain.name(),
+        "uuid": domain.UUIDString(),
+        "active": bool(domain.isActive()),
+        "persistent": bool(domain.isPersistent()),
+        "state": domain_state(domain),
+    }
+
+
+def _cpu_compare_name(result):
+    return {
+        libvirt.VIR_CPU_COMPARE_INCOMPATIBLE: "incompatible",
+        libvirt.VIR_CPU_COMPARE_IDENTICAL: "identical",
+        libvirt.VIR_CPU_COMPARE_SUPERSET: "superset",
+    }.get(result, "error")
+
+
+def cpu_compatibility(domain, dest_conn):
+    """Whether the destination hypervisor can run the domain's CPU model.
+
+    Returns {"result": identical|superset|incompatible|skipped, "detail": ...}.  A domain
+    without a CPU model (e.g. a TCG guest on QEMU's default CPU) or with host-passthrough
+    is compared by what the destination hypervisor offers for the same emulator, arch,
+    machine and virt type; host-passthrough compares the source host CPU instead.
+    """
+    root = ET.fromstring(domain.XMLDesc(0))
+    os_type = root.find("os/type")
+    emulator = root.findtext("devices/emulator")
+    virttype = root.get("type")
+    arch = os_type.get("arch") if os_type is not None else None
+    machine = os_type.get("machine") if os_type is not None else None
+    cpu = root.find("cpu")
+    if cpu is None or (cpu.find("model") is None and cpu.get("mode") != "host-passthrough"):
+        return {"result": "skipped",
+                "detail": "domain defines no CPU model; QEMU's default %s CPU needs nothing from the host"
+                % (virttype or "")}
+    if cpu.get("mode") == "host-passthrough":
+        source_caps = ET.fromstring(domain.connect().getCapabilities())
+        host_cpu = source_caps.find("host/cpu")
+        cpu_xml = ET.tostring(host_cpu, encoding="unicode")
+        detail = "source host CPU (domain uses host-passthrough)"
+    else:
+        cpu_xml = ET.tostring(cpu, encoding="unicode")
+        detail = "domain CPU model %s" % cpu.findtext("model")
+    try:
+        result = dest_conn.compareHypervisorCPU(emulator, arch, machine, virttype, cpu_xml, 0)
+    except libvirt.libvirtError as exc:
+        raise LibvirtClientError("comparing %s on the destination: %s" % (detail, exc))
+    return {"result": _cpu_compare_name(result), "detail": detail}
+
+
+def free_memory_bytes(conn):
+    return conn.getFreeMemory()

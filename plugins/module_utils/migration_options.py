@@ -1,0 +1,193 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) presplit.kvm developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pure logic of a live migration: option checks, libvirt flags and typed
+parameters, the stepped max-downtime schedule and the completion timeout.
+
+Nothing here talks to libvirt, so all of it is unit-tested directly.  The
+libvirt constants are passed in as a namespace (the ``libvirt`` module in
+production) so this file imports without python3-libvirt.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+TRANSPORTS = ("ssh", "tcp", "tls")
+COMPLETION_TIMEOUT_ACTIONS = ("abort", "postcopy", "pause")
+COMPRESSION_METHODS = ("xbzrle", "mt")
+
+# Options that must not be negative, with the unit shown in error messages.
+NON_NEGATIVE_OPTIONS = (
+    "bandwidth",
+    "max_downtime",
+    "downtime_delay",
+    "auto_converge_initial",
+    "auto_converge_increment",
+    "parallel_connections",
+    "completion_timeout",
+)
+
+_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+# driver[+transport]://[user@][host][:port]/path[?params]; libvirt itself judges the rest.
+_URI_RE = re.compile(r"^[a-z][a-z0-9]*(\+[a-z0-9]+)?://[^\s/]*/\S*$")
+
+# Nova sizes time-based knobs by the data to move, with a floor so tiny guests
+# still get a usable schedule (nova.virt.libvirt.migration uses 2 GiB).
+MIN_DATA_GIB = 2.0
+GIB = 1024 ** 3
+
+
+class MigrationOptionError(ValueError):
+    """A user-supplied option, or a combination of them, is not valid."""
+
+
+def looks_like_uuid(text):
+    return bool(_UUID_RE.match(text or ""))
+
+
+def destination_uri(params):
+    """The libvirt URI of the destination daemon, from an explicit URI or a host + transport."""
+    if params.get("destination_uri"):
+        return params["destination_uri"]
+    host = params.get("destination_host")
+    if not host:
+        raise MigrationOptionError("one of destination_uri or destination_host is required")
+    return "qemu+%s://%s/system" % (params.get("transport") or "ssh", host)
+
+
+def validate(params):
+    """Raise MigrationOptionError naming the first problem found in params.
+
+    params is the module's parameter dict (after Ansible's type conversion).
+    """
+    for name in NON_NEGATIVE_OPTIONS:
+        value = params.get(name)
+        if value is not None and value < 0:
+            raise MigrationOptionError("%s must not be negative (got %s)" % (name, value))
+    if params.get("poll_interval") is not None and params["poll_interval"] <= 0:
+        raise MigrationOptionError("poll_interval must be greater than 0 (got %s)" % params["poll_interval"])
+    if params.get("downtime_steps") is not None and params["downtime_steps"] < 1:
+        raise MigrationOptionError("downtime_steps must be at least 1 (got %s)" % params["downtime_steps"])
+    if params.get("destination_uri") and params.get("destination_host"):
+        raise MigrationOptionError("destination_uri and destination_host are mutually exclusive")
+    uri = destination_uri(params)
+    if not _URI_RE.match(uri):
+        raise MigrationOptionError(
+            "destination URI %r is not a libvirt URI such as qemu+ssh://host/system" % uri)
+    if not params.get("domain"):
+        raise MigrationOptionError("domain must be a domain name or UUID")
+
+    tunnelled = params.get("tunnelled")
+    if tunnelled and not params.get("peer_to_peer"):
+        raise MigrationOptionError("tunnelled migration requires peer_to_peer")
+    if tunnelled and params.get("post_copy"):
+        raise MigrationOptionError("post_copy cannot be combined with tunnelled migration")
+    if tunnelled and params.get("parallel_connections"):
+        raise MigrationOptionError("parallel_connections cannot be combined with tunnelled migration")
+    if tunnelled and params.get("tls"):
+        raise MigrationOptionError("tls (QEMU native TLS) cannot be combined with tunnelled migration")
+    if params.get("undefine_source") and not params.get("persistent"):
+        raise MigrationOptionError(
+            "undefine_source without persistent would leave the domain defined nowhere")
+
+    if not params.get("auto_converge"):
+        for name in ("auto_converge_initial", "auto_converge_increment"):
+            if params.get(name) is not None:
+                raise MigrationOptionError("%s requires auto_converge" % name)
+    for name in ("auto_converge_initial", "auto_converge_increment"):
+        if params.get(name) is not None and params[name] > 100:
+            raise MigrationOptionError("%s is a percentage, at most 100 (got %s)" % (name, params[name]))
+
+    action = params.get("completion_timeout_action")
+    if action == "postcopy" and not params.get("post_copy"):
+        raise MigrationOptionError("completion_timeout_action=postcopy requires post_copy")
+    if params.get("parallel_connections") == 1:
+        raise MigrationOptionError("parallel_connections must be 0 (off) or at least 2")
+
+
+def migration_flags(params, lv):
+    """The virDomainMigrateFlags bitmask for params; lv holds the VIR_MIGRATE_* constants."""
+    flags = lv.VIR_MIGRATE_LIVE | lv.VIR_MIGRATE_ABORT_ON_ERROR
+    optional = (
+        ("peer_to_peer", lv.VIR_MIGRATE_PEER2PEER),
+        ("tunnelled", lv.VIR_MIGRATE_TUNNELLED),
+        ("persistent", lv.VIR_MIGRATE_PERSIST_DEST),
+        ("undefine_source", lv.VIR_MIGRATE_UNDEFINE_SOURCE),
+        ("auto_converge", lv.VIR_MIGRATE_AUTO_CONVERGE),
+        ("post_copy", lv.VIR_MIGRATE_POSTCOPY),
+        ("tls", lv.VIR_MIGRATE_TLS),
+        ("compression", lv.VIR_MIGRATE_COMPRESSED),
+        ("parallel_connections", lv.VIR_MIGRATE_PARALLEL),
+    )
+    for name, bit in optional:
+        if params.get(name):
+            flags |= bit
+    return flags
+
+
+def migration_params(params, lv, downtime_ms=None):
+    """The VIR_MIGRATE_PARAM_* typed parameters for migrate3/migrateToURI3.
+
+    Only parameters the user set are passed, so libvirt's defaults apply otherwise.
+    """
+    typed = {}
+    if params.get("migration_uri"):
+        typed[lv.VIR_MIGRATE_PARAM_URI] = params["migration_uri"]
+    if params.get("bandwidth"):
+        typed[lv.VIR_MIGRATE_PARAM_BANDWIDTH] = int(params["bandwidth"])
+    if params.get("auto_converge_initial") is not None:
+        typed[lv.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL] = int(params["auto_converge_initial"])
+    if params.get("auto_converge_increment") is not None:
+        typed[lv.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT] = int(params["auto_converge_increment"])
+    if params.get("parallel_connections"):
+        typed[lv.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS] = int(params["parallel_connections"])
+    if params.get("compression"):
+        # libvirt-python turns a list into repeated typed parameters for this key.
+        typed[lv.VIR_MIGRATE_PARAM_COMPRESSION] = list(params["compression"])
+    if params.get("tls") and params.get("tls_destination"):
+        typed[lv.VIR_MIGRATE_PARAM_TLS_DESTINATION] = params["tls_destination"]
+    return typed
+
+
+def data_gib(memory_bytes):
+    """GiB that scale the downtime delay and completion timeout (Nova's floor of 2 GiB)."""
+    return max(float(memory_bytes) / GIB, MIN_DATA_GIB)
+
+
+def downtime_schedule(max_downtime_ms, steps, delay_s, memory_bytes):
+    """Nova's stepped max-downtime schedule: a list of (seconds_after_start, downtime_ms).
+
+    The first step (at 0 s) allows max_downtime / steps; each following step, delay_s
+    per GiB of guest RAM later, adds an equal share until max_downtime is reached.  A
+    small downtime first lets an idle guest finish with a tiny pause, and only a busy
+    guest that does not converge gets a larger one.
+    """
+    delay = delay_s * data_gib(memory_bytes)
+    base = float(max_downtime_ms) / steps
+    offset = (max_downtime_ms - base) / steps
+    return [(delay * i, int(round(base + offset * i))) for i in range(steps + 1)]
+
+
+def completion_deadline_s(completion_timeout_s_per_gib, memory_bytes):
+    """Seconds after which the completion action applies, or None if disabled."""
+    if not completion_timeout_s_per_gib:
+        return None
+    return completion_timeout_s_per_gib * data_gib(memory_bytes)
+
+
+def due_downtime(schedule, elapsed_s, applied_index):
+    """The schedule step to apply now, as (index, downtime_ms), or None.
+
+    applied_index is the index of the last step already applied (-1 for none).  If the
+    poller fell behind, it jumps to the latest due step rather than replaying each one.
+    """
+    due = None
+    for index in range(applied_index + 1, len(schedule)):
+        if schedule[index][0] <= elapsed_s:
+            due = (index, schedule[index][1])
+        else:
+            break
+    return due

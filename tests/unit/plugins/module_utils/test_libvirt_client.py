@@ -1,0 +1,71 @@
+"""libvirt helpers against libvirt's real test driver (test:///default)."""
+
+import pytest
+
+libvirt = pytest.importorskip("libvirt")
+
+from ansible_collections.presplit.kvm.plugins.module_utils import libvirt_client as lc  # noqa: E402
+
+TEST_DOMAIN_UUID = "6695eb01-f6a4-8304-79aa-97f2502e193f"
+
+
+@pytest.fixture
+def conn():
+    lc.quiet_libvirt()
+    return lc.open_connection("test:///default", "source")
+
+
+def test_find_domain_by_name_and_uuid(conn):
+    by_name = lc.find_domain(conn, "test")
+    by_uuid = lc.find_domain(conn, TEST_DOMAIN_UUID)
+    assert by_name.UUIDString() == TEST_DOMAIN_UUID
+    assert by_uuid.name() == "test"
+
+
+def test_unknown_domain_is_none(conn):
+    assert lc.find_domain(conn, "no-such-domain") is None
+    assert lc.find_domain(conn, "00000000-0000-0000-0000-000000000001") is None
+
+
+def test_presence_and_memory(conn):
+    domain = lc.find_domain(conn, "test")
+    assert lc.domain_presence(domain) == {
+        "name": "test", "uuid": TEST_DOMAIN_UUID, "active": True, "persistent": True, "state": "running"}
+    assert lc.domain_presence(None) is None
+    assert lc.domain_memory_bytes(domain) == 8 * 1024 ** 3
+
+
+def test_domain_state_follows_libvirt(conn):
+    domain = lc.find_domain(conn, "test")
+    domain.suspend()
+    try:
+        assert lc.domain_state(domain) == "paused"
+    finally:
+        domain.resume()
+    assert lc.domain_state(domain) == "running"
+
+
+def test_cpu_check_skips_domain_without_cpu_model(conn):
+    result = lc.cpu_compatibility(lc.find_domain(conn, "test"), conn)
+    assert result["result"] == "skipped"
+    assert "no CPU model" in result["detail"]
+
+
+def test_cpu_check_reports_driver_error_for_a_cpu_model():
+    """The test driver cannot compare CPUs: the error must name what was compared."""
+    conn = lc.open_connection("test:///default", "destination")
+    domain = conn.defineXML(
+        "<domain type='test'><name>cpu-model</name><memory>1024</memory>"
+        "<cpu><model>qemu64</model></cpu><os><type arch='x86_64'>hvm</type></os></domain>")
+    try:
+        with pytest.raises(lc.LibvirtClientError) as err:
+            lc.cpu_compatibility(domain, conn)
+        assert "domain CPU model qemu64" in str(err.value)
+    finally:
+        domain.undefine()
+
+
+def test_unreachable_uri_names_role_and_uri():
+    with pytest.raises(lc.LibvirtClientError) as err:
+        lc.open_connection("qemu+tcp://127.0.0.1:1/system", "destination")
+    assert "cannot connect to destination libvirt qemu+tcp://127.0.0.1:1/system" in str(err.value)

@@ -1,0 +1,179 @@
+"""The migration monitor: polling, downtime steps, timeout actions, result shaping.
+
+A real migration job needs two libvirt daemons with QEMU (the lab; see the molecule
+scenarios).  Here the domain is a stand-in (FakeMigratingDomain) that answers jobStats()
+like libvirt's qemu driver while a "migration" callable runs in the monitor's real worker
+thread, so the threading, schedule and actions are exercised for real.
+"""
+
+import threading
+import time
+
+import pytest
+
+from ansible_collections.presplit.kvm.plugins.module_utils import migration_monitor as mm
+
+libvirt = pytest.importorskip("libvirt")
+
+
+def libvirt_error(message):
+    """A libvirtError carrying message (libvirtError prefers the thread's last real error)."""
+    libvirt.virResetLastError()
+    return libvirt.libvirtError(message)
+
+
+class FakeMigratingDomain:
+    """Stand-in for a virDomain with a migration job (cannot run without QEMU hosts)."""
+
+    def __init__(self, fail_polls=0, setup_polls=0, postcopy_refusals=0):
+        self.calls = []
+        self.setup_polls = setup_polls
+        self.postcopy_refusals = postcopy_refusals
+        self.polls = 0
+        self.fail_polls = fail_polls
+        self.stop = threading.Event()
+
+    def jobStats(self):
+        self.polls += 1
+        if self.polls <= self.fail_polls:
+            raise libvirt_error("domain not found")
+        # While libvirt still connects to the destination, no memory is flowing yet.
+        data_total = 0 if self.polls <= self.fail_polls + self.setup_polls else 5000
+        return {"type": libvirt.VIR_DOMAIN_JOB_UNBOUNDED, "time_elapsed": self.polls * 10, "data_total": data_total,
+                "data_processed": self.polls * 1000, "data_remaining": 5000 - self.polls,
+                "memory_iteration": self.polls, "memory_dirty_rate": 7 * self.polls, "other": 1}
+
+    def migrateSetMaxDowntime(self, downtime, flags):
+        self.calls.append(("downtime", downtime))
+
+    def abortJob(self):
+        self.calls.append(("abort",))
+        self.stop.set()
+
+    def suspend(self):
+        self.calls.append(("suspend",))
+        self.stop.set()
+
+    def migrateStartPostCopy(self, flags):
+        if self.postcopy_refusals:
+            self.postcopy_refusals -= 1
+            raise libvirt_error("Enable postcopy with migrate_set_capability before the start of migration")
+        self.calls.append(("postcopy",))
+        self.stop.set()
+
+
+def migration_until_stopped(domain, error_after_stop=None, limit=5.0):
+    def call():
+        if not domain.stop.wait(limit):
+            raise AssertionError("nothing stopped the migration")
+        if error_after_stop:
+            raise libvirt_error(error_after_stop)
+    return call
+
+
+def test_success_applies_due_downtime_steps_only():
+    domain = FakeMigratingDomain()
+    schedule = [(0.0, 10), (0.05, 20), (60.0, 30)]
+    monitor = mm.MigrationMonitor(domain, lambda: time.sleep(0.4), libvirt, 0.02, schedule, None, "abort")
+    outcome = monitor.run()
+    assert outcome.error is None and not outcome.timed_out
+    assert domain.calls == [("downtime", 10), ("downtime", 20)]
+    assert [a["value"] for a in outcome.actions] == [10, 20]
+    assert len(outcome.samples) >= 5
+    assert "other" not in outcome.samples[0] and outcome.samples[0]["memory_iteration"] == 1
+    assert 0.35 < outcome.elapsed_s < 2.0
+
+
+def test_end_of_migration_is_seen_without_waiting_a_poll_interval():
+    monitor = mm.MigrationMonitor(FakeMigratingDomain(), lambda: time.sleep(0.1), libvirt, 5.0, [], None, "abort")
+    started = time.monotonic()
+    monitor.run()
+    assert time.monotonic() - started < 1.0
+
+
+def test_timeout_abort_reports_error_and_action():
+    domain = FakeMigratingDomain()
+    call = migration_until_stopped(domain, "operation aborted: migration out job: canceled by client")
+    outcome = mm.MigrationMonitor(domain, call, libvirt, 0.02, [], 0.1, "abort").run()
+    assert outcome.timed_out and outcome.timeout_action == "abort"
+    assert "canceled by client" in outcome.error
+    assert domain.calls == [("abort",)]
+    assert outcome.actions[0]["action"] == "abort" and outcome.actions[0]["at_s"] >= 0.1
+
+
+@pytest.mark.parametrize("action, call, flag", [
+    ("pause", ("suspend",), "paused_by_monitor"), ("postcopy", ("postcopy",), "post_copy_started")])
+def test_timeout_pause_and_postcopy_let_the_migration_finish(action, call, flag):
+    domain = FakeMigratingDomain()
+    outcome = mm.MigrationMonitor(domain, migration_until_stopped(domain), libvirt, 0.02, [], 0.05, action).run()
+    assert outcome.error is None and outcome.timed_out
+    assert domain.calls == [call]
+    assert getattr(outcome, flag) is True
+
+
+def test_timeout_actions_wait_for_memory_to_flow():
+    domain = FakeMigratingDomain(setup_polls=5)
+    outcome = mm.MigrationMonitor(domain, migration_until_stopped(domain), libvirt, 0.02, [], 0.0, "pause").run()
+    assert domain.calls == [("suspend",)]
+    assert domain.polls >= 6
+
+
+def test_abort_does_not_wait_for_memory_to_flow():
+    domain = FakeMigratingDomain(setup_polls=1000)
+    call = migration_until_stopped(domain, "operation aborted")
+    outcome = mm.MigrationMonitor(domain, call, libvirt, 0.02, [], 0.0, "abort").run()
+    assert domain.calls == [("abort",)] and domain.polls == 1
+    assert outcome.error == "operation aborted"
+
+
+def test_refused_postcopy_is_retried_and_reported_once():
+    domain = FakeMigratingDomain(postcopy_refusals=3)
+    outcome = mm.MigrationMonitor(domain, migration_until_stopped(domain), libvirt, 0.02, [], 0.0, "postcopy").run()
+    assert domain.calls == [("postcopy",)] and outcome.post_copy_started
+    assert [a["action"] for a in outcome.actions] == ["postcopy_failed", "postcopy"]
+    assert "migrate_set_capability" in outcome.actions[0]["error"]
+
+
+def test_poll_errors_are_tolerated():
+    domain = FakeMigratingDomain(fail_polls=3)
+    outcome = mm.MigrationMonitor(domain, lambda: time.sleep(0.3), libvirt, 0.02, [], None, "abort").run()
+    assert outcome.error is None
+    assert domain.polls > 3 and len(outcome.samples) == domain.polls - 3
+
+
+def test_inactive_job_is_not_sampled_nor_stepped():
+    class IdleDomain(FakeMigratingDomain):
+        def jobStats(self):
+            return {"type": libvirt.VIR_DOMAIN_JOB_NONE}
+    domain = IdleDomain()
+    outcome = mm.MigrationMonitor(domain, lambda: time.sleep(0.2), libvirt, 0.02, [(0.0, 10)], 0.01, "abort").run()
+    assert outcome.samples == [] and domain.calls == [] and not outcome.timed_out
+
+
+def test_failure_of_the_call_is_reported():
+    def call():
+        raise libvirt_error("unable to connect to server at 'h2:49152': Connection refused")
+    outcome = mm.MigrationMonitor(FakeMigratingDomain(), call, libvirt, 0.02, [], None, "abort").run()
+    assert "Connection refused" in outcome.error and not outcome.timed_out
+
+
+def test_progress_summary_downsamples_keeping_ends():
+    samples = [{"at_s": i, "memory_iteration": i // 10, "memory_dirty_rate": i % 7, "data_remaining": 100 - i}
+               for i in range(100)]
+    summary = mm.progress_summary(samples, limit=5)
+    assert summary["samples"] == 100
+    assert summary["max_iteration"] == 9
+    assert summary["peak_dirty_rate_pages_s"] == 6
+    assert summary["last_data_remaining"] == 1
+    assert [s["at_s"] for s in summary["history"]] == [0, 25, 50, 74, 99]
+    assert mm.progress_summary([]) == {"samples": 0, "history": []}
+    assert len(mm.progress_summary(samples[:3])["history"]) == 3
+
+
+def test_completed_summary_names_units():
+    stats = {"type": 3, "time_elapsed": 2310, "downtime": 120, "memory_iteration": 3,
+             "data_processed": 140, "data_total": 135, "memory_bps": 99, "setup_time": 8}
+    assert mm.completed_summary(stats) == {
+        "total_time_ms": 2310, "downtime_ms": 120, "iterations": 3, "data_transferred_bytes": 140,
+        "data_total_bytes": 135, "memory_bps": 99, "setup_time_ms": 8}
+    assert mm.completed_summary({}) == {}

@@ -1,0 +1,169 @@
+"""Option validation, flags/params building and the downtime/timeout schedules."""
+
+import types
+
+import pytest
+
+from ansible_collections.presplit.kvm.plugins.module_utils import migration_options as mo
+
+GIB = 1024 ** 3
+
+# Distinct bits/keys standing in for libvirt's constants, so a test that mixes two
+# flags up fails (the real values are checked against libvirt below when it imports).
+FAKE_LV = types.SimpleNamespace(**{
+    name: 1 << bit for bit, name in enumerate((
+        "VIR_MIGRATE_LIVE", "VIR_MIGRATE_ABORT_ON_ERROR", "VIR_MIGRATE_PEER2PEER",
+        "VIR_MIGRATE_TUNNELLED", "VIR_MIGRATE_PERSIST_DEST", "VIR_MIGRATE_UNDEFINE_SOURCE",
+        "VIR_MIGRATE_AUTO_CONVERGE", "VIR_MIGRATE_POSTCOPY", "VIR_MIGRATE_TLS",
+        "VIR_MIGRATE_COMPRESSED", "VIR_MIGRATE_PARALLEL"))
+})
+for _key in ("URI", "BANDWIDTH", "AUTO_CONVERGE_INITIAL", "AUTO_CONVERGE_INCREMENT",
+             "PARALLEL_CONNECTIONS", "COMPRESSION", "TLS_DESTINATION"):
+    setattr(FAKE_LV, "VIR_MIGRATE_PARAM_" + _key, _key.lower())
+
+
+def module_defaults(**overrides):
+    """The module's parameters as Ansible would pass them with their defaults."""
+    params = dict(
+        domain="g1", source_uri="qemu:///system", destination_uri=None, destination_host="h2",
+        transport="ssh", migration_uri=None, peer_to_peer=True, tunnelled=False, persistent=True,
+        undefine_source=True, bandwidth=0, max_downtime=500, downtime_steps=10, downtime_delay=75,
+        auto_converge=False, auto_converge_initial=None, auto_converge_increment=None,
+        post_copy=False, parallel_connections=0, compression=None, tls=False, tls_destination=None,
+        completion_timeout=800, completion_timeout_action="abort", poll_interval=0.5,
+    )
+    params.update(overrides)
+    return params
+
+
+def test_defaults_are_valid():
+    mo.validate(module_defaults())
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(bandwidth=-1), "bandwidth must not be negative"),
+    (dict(max_downtime=-5), "max_downtime must not be negative"),
+    (dict(completion_timeout=-1), "completion_timeout must not be negative"),
+    (dict(parallel_connections=-2), "parallel_connections must not be negative"),
+    (dict(poll_interval=0), "poll_interval must be greater than 0"),
+    (dict(downtime_steps=0), "downtime_steps must be at least 1"),
+    (dict(destination_host=None), "one of destination_uri or destination_host is required"),
+    (dict(destination_uri="qemu+ssh://h2/system"), "mutually exclusive"),
+    (dict(destination_host=None, destination_uri="h2"), "is not a libvirt URI"),
+    (dict(destination_host=None, destination_uri="qemu+ssh://h2 /system"), "is not a libvirt URI"),
+    (dict(destination_host="h2 h3"), "is not a libvirt URI"),
+    (dict(tunnelled=True, peer_to_peer=False), "tunnelled migration requires peer_to_peer"),
+    (dict(tunnelled=True, post_copy=True), "post_copy cannot be combined with tunnelled"),
+    (dict(tunnelled=True, parallel_connections=4), "parallel_connections cannot be combined"),
+    (dict(tunnelled=True, tls=True), "tls (QEMU native TLS) cannot be combined"),
+    (dict(persistent=False), "undefine_source without persistent"),
+    (dict(auto_converge_initial=20), "auto_converge_initial requires auto_converge"),
+    (dict(auto_converge=True, auto_converge_increment=150), "at most 100"),
+    (dict(completion_timeout_action="postcopy"), "completion_timeout_action=postcopy requires post_copy"),
+    (dict(parallel_connections=1), "0 (off) or at least 2"),
+    (dict(domain=""), "domain must be"),
+])
+def test_validate_names_the_problem(overrides, message):
+    with pytest.raises(mo.MigrationOptionError) as err:
+        mo.validate(module_defaults(**overrides))
+    assert message in str(err.value)
+
+
+def test_valid_combinations():
+    mo.validate(module_defaults(post_copy=True, completion_timeout_action="postcopy"))
+    mo.validate(module_defaults(tunnelled=True))
+    mo.validate(module_defaults(auto_converge=True, auto_converge_initial=20, auto_converge_increment=10))
+    mo.validate(module_defaults(persistent=False, undefine_source=False))
+    mo.validate(module_defaults(parallel_connections=4, compression=["mt"]))
+
+
+@pytest.mark.parametrize("transport, expected", [
+    ("ssh", "qemu+ssh://h3/system"), ("tcp", "qemu+tcp://h3/system"), ("tls", "qemu+tls://h3/system")])
+def test_destination_uri_from_host(transport, expected):
+    assert mo.destination_uri(module_defaults(destination_host="h3", transport=transport)) == expected
+
+
+def test_explicit_destination_uri_wins():
+    params = module_defaults(destination_host=None, destination_uri="qemu+ssh://root@h9/system")
+    assert mo.destination_uri(params) == "qemu+ssh://root@h9/system"
+
+
+def test_flags_default_p2p_persistent_undefine():
+    flags = mo.migration_flags(module_defaults(), FAKE_LV)
+    expected = (FAKE_LV.VIR_MIGRATE_LIVE | FAKE_LV.VIR_MIGRATE_ABORT_ON_ERROR | FAKE_LV.VIR_MIGRATE_PEER2PEER
+                | FAKE_LV.VIR_MIGRATE_PERSIST_DEST | FAKE_LV.VIR_MIGRATE_UNDEFINE_SOURCE)
+    assert flags == expected
+
+
+def test_flags_every_option():
+    params = module_defaults(peer_to_peer=False, persistent=False, undefine_source=False, auto_converge=True,
+                             post_copy=True, tls=True, compression=["xbzrle"], parallel_connections=4)
+    flags = mo.migration_flags(params, FAKE_LV)
+    assert not flags & FAKE_LV.VIR_MIGRATE_PEER2PEER
+    assert not flags & FAKE_LV.VIR_MIGRATE_PERSIST_DEST
+    for name in ("AUTO_CONVERGE", "POSTCOPY", "TLS", "COMPRESSED", "PARALLEL", "LIVE"):
+        assert flags & getattr(FAKE_LV, "VIR_MIGRATE_" + name), name
+    assert not flags & FAKE_LV.VIR_MIGRATE_TUNNELLED
+
+
+def test_params_only_what_was_set():
+    assert mo.migration_params(module_defaults(), FAKE_LV) == {}
+    params = module_defaults(migration_uri="tcp://192.0.2.12", bandwidth=100, auto_converge=True,
+                             auto_converge_initial=0, auto_converge_increment=5, parallel_connections=3,
+                             compression=["xbzrle", "mt"], tls=True, tls_destination="h2.example")
+    assert mo.migration_params(params, FAKE_LV) == {
+        "uri": "tcp://192.0.2.12", "bandwidth": 100, "auto_converge_initial": 0,
+        "auto_converge_increment": 5, "parallel_connections": 3, "compression": ["xbzrle", "mt"],
+        "tls_destination": "h2.example"}
+
+
+def test_tls_destination_ignored_without_tls():
+    assert mo.migration_params(module_defaults(tls_destination="x"), FAKE_LV) == {}
+
+
+def test_real_libvirt_constants_build():
+    libvirt = pytest.importorskip("libvirt")
+    flags = mo.migration_flags(module_defaults(), libvirt)
+    assert flags & libvirt.VIR_MIGRATE_PEER2PEER and flags & libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+    typed = mo.migration_params(module_defaults(bandwidth=10), libvirt)
+    assert typed == {libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 10}
+
+
+def test_downtime_schedule_matches_nova():
+    # Nova's defaults (500 ms, 10 steps, 75 s) on a 4 GiB guest: 300 s between steps.
+    schedule = mo.downtime_schedule(500, 10, 75, 4 * GIB)
+    assert len(schedule) == 11
+    assert schedule[0] == (0.0, 50)
+    assert schedule[1] == (300.0, 95)
+    assert schedule[-1] == (3000.0, 500)
+    downtimes = [step[1] for step in schedule]
+    assert downtimes == sorted(downtimes)
+
+
+def test_downtime_schedule_small_guest_uses_two_gib_floor():
+    schedule = mo.downtime_schedule(300, 3, 10, 128 * 1024 * 1024)
+    assert schedule == [(0.0, 100), (20.0, 167), (40.0, 233), (60.0, 300)]
+
+
+def test_completion_deadline():
+    assert mo.completion_deadline_s(0, 8 * GIB) is None
+    assert mo.completion_deadline_s(800, 8 * GIB) == 6400
+    assert mo.completion_deadline_s(1, 64 * 1024 * 1024) == 2.0
+
+
+def test_due_downtime_steps_and_catch_up():
+    schedule = [(0.0, 10), (5.0, 20), (10.0, 30)]
+    assert mo.due_downtime(schedule, 0.1, -1) == (0, 10)
+    assert mo.due_downtime(schedule, 4.9, 0) is None
+    assert mo.due_downtime(schedule, 5.0, 0) == (1, 20)
+    # A late poll jumps straight to the newest due step.
+    assert mo.due_downtime(schedule, 12.0, 0) == (2, 30)
+    assert mo.due_downtime(schedule, 99.0, 2) is None
+    assert mo.due_downtime([], 1.0, -1) is None
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("0ed4c3a4-4a1e-4bb0-9f0c-6b3f3f6cd1a1", True), ("0ed4c3a44a1e4bb09f0c6b3f3f6cd1a1", True),
+    ("g1", False), ("0ed4c3a4-4a1e-4bb0-9f0c", False), ("", False)])
+def test_looks_like_uuid(text, expected):
+    assert mo.looks_like_uuid(text) is expected

@@ -1,0 +1,108 @@
+"""The live_migrate module run as Ansible runs it (a subprocess reading its arguments
+file), against libvirt's test driver: bad input, unknown domain, unreachable
+destination, pre-checks and idempotence.  Real migrations run in the molecule scenarios.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("libvirt")
+
+# The checkout is importable as ansible_collections.presplit.kvm from build/collections
+# (tests/unit/conftest.py makes sure that tree exists).
+REPO = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
+COLLECTIONS_ROOT = os.path.join(REPO, "build", "collections")
+MODULE = "ansible_collections.presplit.kvm.plugins.modules.live_migrate"
+
+SMALL_GUEST_NODE = """<node>
+  <domain type='test'>
+    <name>g1</name><uuid>11111111-2222-3333-4444-555555555555</uuid>
+    <memory>4096</memory><os><type arch='x86_64'>hvm</type></os>
+  </domain>
+</node>"""
+EMPTY_NODE = "<node></node>"
+
+
+def run_module(tmp_path, check_mode=False, **args):
+    args["_ansible_check_mode"] = check_mode
+    path = tmp_path / "args.json"
+    path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    env = dict(os.environ, PYTHONPATH=COLLECTIONS_ROOT)
+    proc = subprocess.run([sys.executable, "-m", MODULE, str(path)], capture_output=True, text=True,
+                          env=env, timeout=60, check=False)
+    assert proc.stdout, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture
+def nodes(tmp_path):
+    small = tmp_path / "small.xml"
+    small.write_text(SMALL_GUEST_NODE)
+    empty = tmp_path / "empty.xml"
+    empty.write_text(EMPTY_NODE)
+    return {"small": "test://%s" % small, "empty": "test://%s" % empty}
+
+
+@pytest.mark.parametrize("args, message", [
+    (dict(destination_uri="h2"), "invalid options: destination URI 'h2' is not a libvirt URI"),
+    (dict(destination_host="h2", tunnelled=True, post_copy=True), "post_copy cannot be combined with tunnelled"),
+    (dict(destination_host="h2", completion_timeout_action="postcopy"), "requires post_copy"),
+    (dict(destination_host="h2", bandwidth=-1), "bandwidth must not be negative"),
+    (dict(), "one of destination_uri or destination_host is required"),
+])
+def test_bad_input_fails_before_connecting(tmp_path, args, message):
+    result = run_module(tmp_path, domain="g1", source_uri="qemu+tcp://127.0.0.1:1/system", **args)
+    assert result["failed"] is True
+    assert message in result["msg"]
+
+
+def test_unknown_domain(tmp_path, nodes):
+    result = run_module(tmp_path, domain="nope", source_uri=nodes["small"], destination_uri=nodes["empty"])
+    assert result["failed"] is True
+    assert "domain nope not found on the source" in result["msg"]
+
+
+def test_unreachable_destination_leaves_domain(tmp_path, nodes):
+    result = run_module(tmp_path, domain="g1", source_uri=nodes["small"],
+                        destination_uri="qemu+tcp://127.0.0.1:1/system")
+    assert result["failed"] is True
+    assert result["msg"].startswith("cannot connect to destination libvirt qemu+tcp://127.0.0.1:1/system")
+    assert "domain is running on the source" in result["msg"]
+
+
+def test_destination_without_free_memory_fails_precheck(tmp_path, nodes):
+    # The test driver reports 0 bytes free on a node file without cells.
+    result = run_module(tmp_path, check_mode=True, domain="g1", source_uri=nodes["small"],
+                        destination_uri=nodes["empty"])
+    assert result["failed"] is True
+    assert "has 0 MiB free, domain g1 needs 4 MiB" in result["msg"]
+
+
+def test_domain_running_on_both_hosts(tmp_path):
+    result = run_module(tmp_path, check_mode=True, domain="test", source_uri="test:///default",
+                        destination_uri="test:///default")
+    assert result["failed"] is True
+    assert "running on both the source and the destination" in result["msg"]
+
+
+def test_already_on_destination_is_unchanged(tmp_path, nodes):
+    result = run_module(tmp_path, domain="g1", source_uri=nodes["empty"], destination_uri=nodes["small"])
+    assert result.get("failed") is not True, result
+    assert result["changed"] is False and result["already_migrated"] is True
+    assert result["destination"]["active"] is True
+    assert result["uuid"] == "11111111-2222-3333-4444-555555555555"
+
+
+def test_name_clash_on_destination(tmp_path, nodes):
+    # g1 runs on the source; the destination has another domain (another UUID) named g1.
+    clash = tmp_path / "clash.xml"
+    clash.write_text(SMALL_GUEST_NODE.replace("11111111-2222", "99999999-2222"))
+    other = "test://%s" % clash
+    result = run_module(tmp_path, check_mode=True, domain="g1", source_uri=nodes["small"], destination_uri=other)
+    assert result["failed"] is True
+    assert "domain g1 (UUID 99999999-2222-3333-4444-555555555555, running) already exists on the destination" \
+        in result["msg"]

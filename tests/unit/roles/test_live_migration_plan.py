@@ -1,0 +1,78 @@
+"""The live_migration role's placement and wave packing (roles/live_migration/vars/main.yml),
+evaluated by ansible-playbook itself on localhost (one run for every case)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+ROLE_VARS = os.path.join(REPO, "roles", "live_migration", "vars", "main.yml")
+ROLE_DEFAULTS = os.path.join(REPO, "roles", "live_migration", "defaults", "main.yml")
+ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+
+PLAYBOOK = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars_files: [%s, %s]
+  tasks:
+    - ansible.builtin.copy:
+        content: "{{ {'placement': live_migration_placement, 'waves': live_migration_waves} | to_json }}"
+        dest: "{{ plan_output }}/{{ index }}.json"
+        mode: "0600"
+      vars:
+        live_migration_domains: "{{ item.domains }}"
+        live_migration_destinations: "{{ item.destinations }}"
+        live_migration_max_parallel_per_source: "{{ item.per_source }}"
+        live_migration_max_parallel_per_destination: "{{ item.per_dest }}"
+        live_migration_pending: "{{ live_migration_placement }}"
+      loop: "{{ plan_cases }}"
+      loop_control:
+        index_var: index
+""" % (ROLE_DEFAULTS, ROLE_VARS)
+
+PINNED = [{"name": "p1", "destination": "h2"}, {"name": "p2", "destination": "h2"}]
+CASES = [
+    {"domains": ["a", "b", {"name": "c", "destination": "h9"}, "d"], "destinations": ["h2", "h3"],
+     "per_source": 2, "per_dest": 1},
+] + [
+    {"domains": ["d%d" % i for i in range(7)] + PINNED, "destinations": ["h2", "h3", "h4"],
+     "per_source": per_source, "per_dest": per_dest}
+    for per_source, per_dest in ((1, 1), (2, 1), (3, 2), (4, 4))
+]
+
+
+@pytest.fixture(scope="module")
+def plans(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("plan")
+    playbook = tmp_path / "plan.yml"
+    playbook.write_text(PLAYBOOK)
+    extra = tmp_path / "vars.json"
+    extra.write_text(json.dumps({"plan_cases": CASES, "plan_output": str(tmp_path)}))
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
+    proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", str(playbook), "-e", "@%s" % extra],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return [json.loads((tmp_path / ("%d.json" % index)).read_text()) for index in range(len(CASES))]
+
+
+def test_round_robin_placement_and_pinned_destination(plans):
+    assert plans[0]["placement"] == [
+        {"domain": "a", "destination": "h2"}, {"domain": "b", "destination": "h3"},
+        {"domain": "c", "destination": "h9"}, {"domain": "d", "destination": "h3"}]
+
+
+@pytest.mark.parametrize("index", range(1, len(CASES)))
+def test_waves_respect_both_limits_and_keep_every_domain(plans, index):
+    case, placement, waves = CASES[index], plans[index]["placement"], plans[index]["waves"]
+    assert sorted(item["domain"] for wave in waves for item in wave) == sorted(p["domain"] for p in placement)
+    for wave in waves:
+        assert 1 <= len(wave) <= case["per_source"]
+        for dest in ("h2", "h3", "h4"):
+            assert sum(1 for item in wave if item["destination"] == dest) <= case["per_dest"]
+    # Greedy packing needs no more waves than the tighter limit forces, plus one.
+    into_h2 = sum(1 for p in placement if p["destination"] == "h2")
+    assert len(waves) <= max(-(-len(placement) // case["per_source"]), -(-into_h2 // case["per_dest"])) + 1
