@@ -1,0 +1,238 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: presplit.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: host_info
+short_description: Report whether a KVM host can pre-split huge pages, and its running domains
+version_added: 0.1.0
+description:
+  - Reports the kernel release, the KVM vendor module, C(kvm.tdp_mmu), C(kvm.eager_page_split),
+    C(KVM_CAP_SPLIT_HUGE_PAGES) and the target levels it accepts, the manual-protect and
+    dirty-ring capabilities, the transparent huge page mode and the hugetlb pools.
+  - States which of three modes the host is in, with the reason. V(patched) means the
+    C(KVM_SPLIT_HUGE_PAGES) ioctl is available, V(eager-split-only) means upstream eager page
+    splitting (TDP MMU) splits when dirty logging starts, V(none) means neither.
+  - For each running domain it reports the accelerator (C(kvm) or C(tcg)), the memory backing
+    and the current mapping counts (C(pages_4k), C(pages_2m), C(pages_1g)) with the source they
+    were read from. Counts need the VM fd of the domain's QEMU, taken with C(pidfd_getfd), so
+    the module must run as root (or with C(CAP_SYS_PTRACE)). Reading is all it does.
+author:
+  - presplit.kvm developers (@presplit-kvm)
+requirements:
+  - Linux >= 5.6 (pidfd_getfd) and Python >= 3.8 on the host
+  - libvirt-python (Debian package C(python3-libvirt)) for domain lookups, libvirt and QEMU versions
+    and the C(query-stats) fallback; without it only the libvirt run directory is read
+extends_documentation_fragment: []
+attributes:
+  check_mode:
+    support: full
+    description: The module only reads; check mode returns the same facts.
+  diff_mode:
+    support: none
+    description: No diff is produced.
+options:
+  domains:
+    description:
+      - Names or UUIDs of the domains to describe. An empty list describes every running domain.
+    type: list
+    elements: str
+    default: []
+  uri:
+    description: libvirt URI of the local daemon.
+    type: str
+    default: qemu:///system
+  run_dir:
+    description: libvirt's QEMU run directory, holding C(<name>.pid) and the status XML C(<name>.xml).
+    type: path
+    default: /run/libvirt/qemu
+  state_dir:
+    description: Directory where the presplit helper records the holds it placed.
+    type: path
+    default: /run/presplit-kvm/holds
+  use_libvirt:
+    description:
+      - Connect to libvirt. When false, running domains are read from O(run_dir) only.
+    type: bool
+    default: true
+notes:
+  - The permission model is that of C(pidfd_getfd(2)) - root, or C(CAP_SYS_PTRACE) with ptrace
+    access to QEMU. The module never lowers it.
+seealso:
+  - module: presplit.kvm.split_huge_pages
+"""
+
+EXAMPLES = r"""
+- name: Gather pre-split facts of the host
+  presplit.kvm.host_info:
+  register: kvm_host
+
+- name: Stop when the host cannot pre-split
+  ansible.builtin.assert:
+    that: kvm_host.host.mode == 'patched'
+    fail_msg: "{{ kvm_host.host.mode }}: {{ kvm_host.host.mode_reason }}"
+
+- name: Describe two domains only
+  presplit.kvm.host_info:
+    domains:
+      - web01
+      - 6c1b1d8e-3f0a-4d7e-9a43-2f2b0c9f1e10
+"""
+
+RETURN = r"""
+host:
+  description: Facts of the host.
+  returned: always
+  type: dict
+  contains:
+    kernel_release:
+      description: Running kernel release.
+      type: str
+      sample: 6.12.117+deb12-amd64
+    kvm_vendor_modules:
+      description: Loaded KVM vendor modules.
+      type: list
+      elements: str
+      sample: [kvm_amd]
+    tdp_enabled:
+      description: EPT/NPT enabled in the vendor module, null when unknown.
+      type: bool
+    tdp_mmu:
+      description: Value of C(kvm.tdp_mmu), null when unknown.
+      type: bool
+    eager_page_split:
+      description: Value of C(kvm.eager_page_split), null when unknown.
+      type: bool
+    kvm_capabilities:
+      description:
+        - Raw C(KVM_CHECK_EXTENSION) values on C(/dev/kvm) (C(split_huge_pages),
+          C(manual_dirty_log_protect2), C(dirty_log_ring), C(dirty_log_ring_acq_rel),
+          C(binary_stats_fd)), or C(error) when C(/dev/kvm) cannot be opened.
+      type: dict
+    split_levels:
+      description: Target levels C(KVM_SPLIT_HUGE_PAGES) accepts.
+      type: list
+      elements: str
+      sample: [4k, 2m]
+    thp_mode:
+      description: Transparent huge page mode (always, madvise, never).
+      type: str
+    hugetlb_pools:
+      description: hugetlb pools per page size, with C(total) and C(free) pages.
+      type: dict
+      sample: {"2M": {"total": 1024, "free": 512}}
+    mode:
+      description: V(patched), V(eager-split-only) or V(none).
+      type: str
+      sample: none
+    mode_reason:
+      description: Why the host is in that mode.
+      type: str
+      sample: "KVM_CAP_SPLIT_HUGE_PAGES absent (0); kvm.tdp_mmu=N: huge mappings are split in the vCPU fault path while migrating"
+    inventory_source:
+      description: Where domains were found, C(libvirt) or C(status-dir).
+      type: str
+    libvirt_error:
+      description: Why libvirt was not used, null when it was.
+      type: str
+    libvirt_version:
+      description: libvirt version, only when libvirt was reachable.
+      type: str
+      returned: when libvirt was reachable
+    qemu_version:
+      description: QEMU version as libvirt reports it, only when libvirt was reachable.
+      type: str
+      returned: when libvirt was reachable
+domains:
+  description: One entry per described domain.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Domain name.
+      type: str
+    uuid:
+      description: Domain UUID.
+      type: str
+    running:
+      description: Whether the domain runs.
+      type: bool
+    pid:
+      description: QEMU pid.
+      type: int
+    accelerator:
+      description: C(kvm) or C(tcg).
+      type: str
+    memory_bytes:
+      description: Guest memory size.
+      type: int
+    memory_backing:
+      description: C(hugetlb), C(thp) or C(none).
+      type: str
+    hugepage_sizes:
+      description: hugetlb page sizes in bytes (0 = host default), empty without hugetlb backing.
+      type: list
+      elements: int
+    counts:
+      description: Mapping counts C(pages_4k), C(pages_2m), C(pages_1g); null when no source could be read.
+      type: dict
+    counts_source:
+      description: C(stats-fd), C(debugfs), C(qemu-query-stats) or null.
+      type: str
+    counts_attempts:
+      description: Sources tried before, each with C(source) and C(error).
+      type: list
+      elements: dict
+    hold:
+      description: The hold this helper placed on the current QEMU process, or null.
+      type: dict
+    status:
+      description: C(ok), C(not running), C(not KVM-accelerated) or C(error).
+      type: str
+      sample: not KVM-accelerated
+    error:
+      description: C(code) and C(message) when status is C(error), otherwise null.
+      type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.presplit.kvm.plugins.module_utils.kvm_errors import PresplitError
+from ansible_collections.presplit.kvm.plugins.module_utils.kvm_presplit_ops import PresplitHost
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            domains=dict(type="list", elements="str", default=[]),
+            uri=dict(type="str", default="qemu:///system"),
+            run_dir=dict(type="path", default="/run/libvirt/qemu"),
+            state_dir=dict(type="path", default="/run/presplit-kvm/holds"),
+            use_libvirt=dict(type="bool", default=True),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    host = PresplitHost(uri=params["uri"], run_dir=params["run_dir"], state_dir=params["state_dir"],
+                        use_libvirt=params["use_libvirt"])
+    try:
+        facts = host.facts(with_domains=not params["domains"])
+        domains = facts.pop("domains", None)
+        if domains is None:
+            domains = [host.inspect(ident) for ident in params["domains"]]
+    except PresplitError as exc:
+        module.fail_json(msg=str(exc), error=exc.as_dict())
+    finally:
+        host.close()
+    module.exit_json(changed=False, host=facts, domains=domains)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,293 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: presplit.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: split_huge_pages
+short_description: Pre-split the huge EPT/NPT mappings of running KVM domains before migration
+version_added: 0.1.0
+description:
+  - Takes the VM fd of each domain's QEMU with C(pidfd_open) and C(pidfd_getfd), after proving the
+    process is that domain's QEMU (libvirt pid file and status XML, C(/proc/PID/exe) a qemu-system
+    binary, C(-uuid) matching, the same process when the fd is taken).
+  - Issues C(KVM_SPLIT_HUGE_PAGES) over the guest's physical address range in chunks, 1G to 2M and
+    then 2M to 4K, optionally rate-limited, and with O(hold=true) keeps the range split until
+    released (or until dirty logging is switched off, which is what a failed migration does).
+  - Returns the mapping counts before and after, the source of the counts, and per-pass timings.
+  - Idempotent. A domain with no mapping above the target level (and, with O(hold=true), a hold
+    recorded for its current QEMU process) is left alone with C(changed=false).
+  - O(state=released) drops the hold this module placed. Without a hold record nothing is done
+    unless O(force_release=true), because a release lets KVM collapse the range back to huge pages.
+    A domain that no longer runs on this host (migrated away) holds nothing and is reported as C(absent).
+  - Needs a kernel with the presplit patch (host mode V(patched), see M(presplit.kvm.host_info)).
+    Elsewhere, and for TCG domains, O(on_unsupported) decides between failing, warning and skipping.
+author:
+  - presplit.kvm developers (@presplit-kvm)
+requirements:
+  - Linux >= 5.6 (pidfd_getfd) and Python >= 3.8 on the host
+  - root, or C(CAP_SYS_PTRACE)
+  - libvirt-python (Debian package C(python3-libvirt)) to tell stopped domains from unknown ones
+attributes:
+  check_mode:
+    support: full
+    description: Reports the current counts and what would be split or released; issues no ioctl.
+  diff_mode:
+    support: none
+    description: No diff is produced.
+options:
+  domains:
+    description: Names or UUIDs of running domains on this host.
+    type: list
+    elements: str
+    required: true
+  state:
+    description:
+      - V(split) splits (and with O(hold) holds); V(released) drops holds.
+    type: str
+    choices: [split, released]
+    default: split
+  level:
+    description: Target mapping level. V(4k) runs both passes, V(2m) only splits 1G mappings.
+    type: str
+    choices: [4k, 2m]
+    default: 4k
+  hold:
+    description: Keep the range at O(level) or below until released.
+    type: bool
+    default: false
+  rate:
+    description:
+      - Limit in GiB of guest physical address space per second. Unlimited when not given.
+      - Must be greater than 0 and at most 4096.
+    type: float
+  chunk_mib:
+    description: Size of the range handled by one ioctl, in MiB; a multiple of 2, at most 65536.
+    type: int
+    default: 1024
+  force_release:
+    description: With O(state=released), release even when no hold of this module is recorded.
+    type: bool
+    default: false
+  on_unsupported:
+    description:
+      - What to do with a domain that cannot be pre-split here, because the kernel lacks the
+        ioctl or the domain is not KVM-accelerated (TCG).
+      - V(fail) fails the task, V(warn) reports a warning and carries on, V(skip) carries on silently.
+    type: str
+    choices: [fail, warn, skip]
+    default: fail
+  uri:
+    description: libvirt URI of the local daemon.
+    type: str
+    default: qemu:///system
+  run_dir:
+    description: libvirt's QEMU run directory, holding C(<name>.pid) and the status XML C(<name>.xml).
+    type: path
+    default: /run/libvirt/qemu
+  state_dir:
+    description: Directory where holds placed by this module are recorded (tmpfs, like the holds).
+    type: path
+    default: /run/presplit-kvm/holds
+  use_libvirt:
+    description: Connect to libvirt. When false, running domains are read from O(run_dir) only.
+    type: bool
+    default: true
+notes:
+  - The permission model is that of C(pidfd_getfd(2)) - root, or C(CAP_SYS_PTRACE) with ptrace
+    access to QEMU. The module never lowers it.
+seealso:
+  - module: presplit.kvm.host_info
+"""
+
+EXAMPLES = r"""
+- name: Pre-split and hold a domain right before migrating it
+  presplit.kvm.split_huge_pages:
+    domains: [web01]
+    level: 4k
+    hold: true
+    rate: 8
+  register: presplit
+
+- name: Carry on with a warning on hosts without the kernel patch
+  presplit.kvm.split_huge_pages:
+    domains: "{{ batch }}"
+    hold: true
+    on_unsupported: warn
+
+- name: Drop the hold after a failed migration
+  presplit.kvm.split_huge_pages:
+    domains: [web01]
+    state: released
+"""
+
+RETURN = r"""
+domains:
+  description: One result per domain, in the order given.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    domain:
+      description: Domain name (or the identifier given, when it could not be resolved).
+      type: str
+    uuid:
+      description: Domain UUID.
+      type: str
+    pid:
+      description: QEMU pid.
+      type: int
+    status:
+      description:
+        - C(split), C(unchanged), C(would split), C(released), C(would release), C(unsupported),
+          C(skipped), or C(absent) (O(state=released) for a domain not running here).
+      type: str
+    changed:
+      description: Whether this domain was (or in check mode would be) changed.
+      type: bool
+    dry_run:
+      description: Whether this was a check-mode prediction.
+      type: bool
+      returned: unless status is C(unsupported), C(skipped) or C(absent)
+    accelerator:
+      description: V(tcg) when O(state=released) met a TCG domain, which holds nothing.
+      type: str
+      returned: with O(state=released) for TCG domains
+    target_level:
+      description: Target level.
+      type: str
+      returned: with O(state=split)
+    range:
+      description: Guest physical range worked on, C(gpa) and C(size) in bytes.
+      type: dict
+      returned: with O(state=split)
+    supported:
+      description: Whether this host accepts the target level.
+      type: bool
+      returned: with O(state=split)
+    before:
+      description: Mapping counts before (C(pages_4k), C(pages_2m), C(pages_1g)), null when unreadable.
+      type: dict
+      returned: with O(state=split)
+    after:
+      description: Mapping counts after the split.
+      type: dict
+      returned: when a split ran
+    counts_source:
+      description: C(stats-fd), C(debugfs), C(qemu-query-stats) or null.
+      type: str
+      returned: with O(state=split)
+    counts_attempts:
+      description: Count sources that failed first, each with C(source) and C(error).
+      type: list
+      elements: dict
+      returned: with O(state=split)
+    passes:
+      description:
+        - One record per pass with C(pass) (C(1g->2m), C(2m->4k), C(release)), C(nr_split),
+          C(resumes) (ioctl restarts after -EINTR/-EAGAIN) and C(seconds).
+      type: list
+      elements: dict
+      returned: when ioctls ran
+    nr_split:
+      description: Huge mappings split over all passes.
+      type: int
+      returned: when a split ran
+    seconds:
+      description: Wall time of the split.
+      type: float
+      returned: when a split ran
+    huge_mappings_left:
+      description: Mappings still above the target level afterwards (null when unreadable).
+      type: int
+      returned: when a split ran or nothing was left to split
+    hold_record:
+      description: The recorded hold (level, range, QEMU pid and start time), null when none.
+      type: dict
+    error:
+      description: C(code) and C(message) when the domain could not be handled here.
+      type: dict
+      returned: with status C(unsupported), C(skipped) or C(absent)
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.presplit.kvm.plugins.module_utils.kvm_errors import (
+    DomainNotFound, DomainNotRunning, NotKvmAccelerated, PresplitError, Unsupported)
+from ansible_collections.presplit.kvm.plugins.module_utils.kvm_presplit_ops import PresplitHost
+
+
+def _status(result, state):
+    if state == "released":
+        if not result["changed"]:
+            return "unchanged"
+        return "would release" if result["dry_run"] else "released"
+    if not result["changed"]:
+        return "unchanged"
+    return "would split" if result["dry_run"] else "split"
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            domains=dict(type="list", elements="str", required=True),
+            state=dict(type="str", choices=["split", "released"], default="split"),
+            level=dict(type="str", choices=["4k", "2m"], default="4k"),
+            hold=dict(type="bool", default=False),
+            rate=dict(type="float"),
+            chunk_mib=dict(type="int", default=1024),
+            force_release=dict(type="bool", default=False),
+            on_unsupported=dict(type="str", choices=["fail", "warn", "skip"], default="fail"),
+            uri=dict(type="str", default="qemu:///system"),
+            run_dir=dict(type="path", default="/run/libvirt/qemu"),
+            state_dir=dict(type="path", default="/run/presplit-kvm/holds"),
+            use_libvirt=dict(type="bool", default=True),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    if not params["domains"]:
+        module.fail_json(msg="domains must name at least one domain")
+    host = PresplitHost(uri=params["uri"], run_dir=params["run_dir"], state_dir=params["state_dir"],
+                        use_libvirt=params["use_libvirt"])
+    results = []
+    try:
+        for ident in params["domains"]:
+            try:
+                if params["state"] == "split":
+                    result = host.split(ident, level=params["level"], hold=params["hold"],
+                                        rate_gib_s=params["rate"], chunk=params["chunk_mib"] * (1 << 20),
+                                        dry_run=module.check_mode)
+                    if not result["supported"] and "unsupported_reason" in result:
+                        # check mode: predict what the real run would do with this domain
+                        raise Unsupported(result["unsupported_reason"])
+                else:
+                    result = host.release(ident, force=params["force_release"], dry_run=module.check_mode)
+                result["status"] = _status(result, params["state"])
+            except (DomainNotFound, DomainNotRunning) as exc:
+                if params["state"] != "released":
+                    module.fail_json(msg="%s: %s" % (ident, exc), error=exc.as_dict(), domains=results)
+                # A hold lives and dies with its QEMU process: a domain gone from here holds nothing.
+                result = {"domain": ident, "changed": False, "error": exc.as_dict(), "status": "absent"}
+            except (Unsupported, NotKvmAccelerated) as exc:
+                if params["on_unsupported"] == "fail":
+                    module.fail_json(msg="%s: %s" % (ident, exc), error=exc.as_dict(), domains=results)
+                if params["on_unsupported"] == "warn":
+                    module.warn("%s: %s" % (ident, exc))
+                result = {"domain": ident, "changed": False, "error": exc.as_dict(),
+                          "status": "unsupported" if params["on_unsupported"] == "warn" else "skipped"}
+            except PresplitError as exc:
+                module.fail_json(msg="%s: %s" % (ident, exc), error=exc.as_dict(), domains=results)
+            results.append(result)
+    finally:
+        host.close()
+    module.exit_json(changed=any(result["changed"] for result in results), domains=results)
+
+
+if __name__ == "__main__":
+    main()

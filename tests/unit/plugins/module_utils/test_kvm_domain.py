@@ -1,0 +1,97 @@
+"""Domain resolution through real libvirt (its built-in test driver, no daemon needed) and
+through libvirt's run directory alone, with hostile names."""
+import os
+
+import pytest
+
+from ansible_collections.presplit.kvm.plugins.module_utils import kvm_domain, kvm_errors
+
+libvirt = pytest.importorskip("libvirt")
+
+HOSTILE = "a b 'c' \"d\" $(rm -rf ~); `id` | ü ☃ &amp; <x>"
+NODE_XML = """<node>
+  <domain type='kvm'><name>{hostile}</name><uuid>11111111-2222-3333-4444-555555555555</uuid>
+    <memory unit='MiB'>64</memory><os><type>hvm</type></os>
+    <memoryBacking><hugepages><page size='2' unit='MiB'/></hugepages></memoryBacking></domain>
+  <domain type='kvm' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'><name>stopped</name>
+    <uuid>11111111-2222-3333-4444-666666666666</uuid><memory unit='MiB'>64</memory>
+    <os><type>hvm</type></os><test:runstate>5</test:runstate></domain>
+</node>
+"""
+
+
+@pytest.fixture
+def test_uri(tmp_path):
+    from xml.sax.saxutils import escape
+    node = tmp_path / "node.xml"
+    node.write_text(NODE_XML.format(hostile=escape(HOSTILE)), encoding="utf-8")
+    return "test://%s" % node
+
+
+def test_libvirt_lookup_by_hostile_name_and_by_uuid(test_uri, qemu_domains):
+    dom = qemu_domains.start(HOSTILE, domain_uuid="11111111-2222-3333-4444-555555555555")
+    inventory = kvm_domain.DomainInventory(test_uri, qemu_domains.run_dir)
+    try:
+        assert inventory.source == "libvirt"
+        for ident in (HOSTILE, "11111111-2222-3333-4444-555555555555", "11111111222233334444555555555555"):
+            info = inventory.lookup(ident)
+            assert (info.name, info.uuid, info.pid, info.active) == (HOSTILE, dom["uuid"], dom["pid"], True)
+            assert info.kvm_accelerated and info.memory_bytes == 64 << 20
+            assert info.hugepage_sizes == [2 << 20]
+    finally:
+        inventory.close()
+
+
+def test_libvirt_tells_stopped_from_unknown(test_uri, tmp_path):
+    inventory = kvm_domain.DomainInventory(test_uri, str(tmp_path))
+    try:
+        info = inventory.lookup("stopped")
+        assert info.active is False and info.pid is None
+        with pytest.raises(kvm_errors.DomainNotRunning):
+            kvm_domain.require_running(info)
+        with pytest.raises(kvm_errors.DomainNotFound, match="no domain 'nope; reboot'"):
+            inventory.lookup("nope; reboot")
+    finally:
+        inventory.close()
+
+
+def test_running_domain_without_pid_file_is_not_running(test_uri, tmp_path):
+    inventory = kvm_domain.DomainInventory(test_uri, str(tmp_path))
+    try:
+        with pytest.raises(kvm_errors.DomainNotRunning, match="no QEMU pid"):
+            inventory.lookup(HOSTILE)
+    finally:
+        inventory.close()
+
+
+@pytest.mark.parametrize("ident", ["", "../../etc/passwd", "a/b", ".", "..", "x\0y", "z" * 2000, None, 42])
+def test_identifiers_that_cannot_be_domains_are_refused(ident, tmp_path):
+    inventory = kvm_domain.DomainInventory(run_dir=str(tmp_path), use_libvirt=False)
+    with pytest.raises(kvm_errors.InvalidArgument):
+        inventory.lookup(ident)
+
+
+def test_status_dir_fallback_finds_running_domains_only(qemu_domains):
+    dom = qemu_domains.start(HOSTILE)
+    tcg = qemu_domains.start("tcg guest", accel="tcg")
+    inventory = kvm_domain.DomainInventory("qemu:///nonexistent", qemu_domains.run_dir, use_libvirt=False)
+    assert inventory.source == "status-dir"
+    assert inventory.lookup(HOSTILE).pid == dom["pid"]
+    assert inventory.lookup(tcg["uuid"].upper()).virt_type == "qemu"
+    assert sorted(info.name for info in inventory.running()) == sorted([HOSTILE, "tcg guest"])
+    with pytest.raises(kvm_errors.DomainNotFound, match="cannot be told apart"):
+        inventory.lookup("stopped")
+
+
+def test_pid_file_and_status_xml_must_agree(qemu_domains):
+    dom = qemu_domains.start("split brain")
+    with open(os.path.join(qemu_domains.run_dir, "split brain.pid"), "w") as handle:
+        handle.write("%d\n" % (dom["pid"] + 1))
+    with pytest.raises(kvm_errors.ProcessMismatch, match="disagree"):
+        kvm_domain.pid_from_run_dir("split brain", qemu_domains.run_dir)
+
+
+def test_unreachable_libvirt_falls_back_and_says_why(tmp_path):
+    inventory = kvm_domain.DomainInventory("qemu+unix:///system?socket=%s/none.sock" % tmp_path, str(tmp_path))
+    assert inventory.source == "status-dir"
+    assert "cannot connect" in inventory.libvirt_error
