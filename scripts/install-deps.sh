@@ -16,7 +16,7 @@ apt_packages="
   openssh-server openssh-client
   busybox-static cpio kmod iproute2 procps psmisc util-linux
   build-essential bc flex bison libelf-dev libssl-dev dwarves rsync
-  debhelper-compat xz-utils zstd git
+  debhelper-compat xz-utils zstd git shellcheck python3-pip-whl
 "
 
 missing=""
@@ -30,6 +30,7 @@ if [ -n "$missing" ]; then
 	apt-get update -qq
 	# --no-install-recommends keeps libvirt from pulling in dnsmasq, polkit and
 	# the systemd units the lab does not use: it starts its own daemons.
+	# shellcheck disable=SC2086 # one word per package
 	apt-get install -y -qq --no-install-recommends $missing
 fi
 

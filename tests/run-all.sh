@@ -1,10 +1,10 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Run every test tier, keep going after a failure so one run shows all of
 # them, and end with a single pass/fail line.
 set -uo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-cd "$repo"
+cd "$repo" || exit 1
 tiers=(unit sanity lint integration kernel)
 passed=()
 failed=()

@@ -1,17 +1,27 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # ansible-test only accepts a collection that sits under
 # .../ansible_collections/<namespace>/<name>, so sanity runs on a copy of the
 # checkout placed there (only the files git knows about, as a release would).
+# The copy lives outside the checkout: inside it, ansible-test would ask this
+# repository's git for the file list and find the ignored build/ tree empty.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-dest=$repo/build/sanity/ansible_collections/presplit/kvm
+work=${TMPDIR:-/tmp}/presplit-kvm-sanity
+dest=$work/ansible_collections/presplit/kvm
 export PATH=$repo/.venv/bin:$PATH
 
-rm -rf "$dest"
+rm -rf "$work"
 mkdir -p "$dest"
 (cd "$repo" && git ls-files -z --cached --others --exclude-standard |
 	rsync -a --from0 --files-from=- ./ "$dest/")
+
+# Put our pip bootstrap where ansible-test looks for its cached get-pip script
+# (tests/sanity/get_pip_bootstrap.py says why), for the pip it pins.
+pip_version=$(python -c 'from ansible_test._internal.python_requirements import get_venv_packages
+print(get_venv_packages(None)["pip"])')
+mkdir -p ~/.ansible/test/cache
+cp "$repo/tests/sanity/get_pip_bootstrap.py" ~/.ansible/test/cache/"get_pip_${pip_version//./_}.py"
 
 cd "$dest"
 # --requirements installs each test's pinned tools into the venv on first run.
