@@ -39,8 +39,12 @@ sanity: deps
 lint: deps collection-link
 	ansible-lint --profile production
 
+# Molecule scenarios on a real lab, the lab's own tests, and the memory
+# integrity check (50 consecutive migrations of a memory-rewriting guest).
 integration: deps collection-link
 	cd $(COLL_LINK) && molecule test --all
+	$(PY) -m pytest tests/lab -q -p no:cacheprovider
+	$(PY) tests/lab/memory_integrity.py --migrations 50
 
 kernel: deps
 	./tests/kernel/run.sh

@@ -18,8 +18,9 @@ mkdir -p "$dest"
 
 # Put our pip bootstrap where ansible-test looks for its cached get-pip script
 # (tests/sanity/get_pip_bootstrap.py says why), for the pip it pins.
-pip_version=$(python -c 'from ansible_test._internal.python_requirements import get_venv_packages
-print(get_venv_packages(None)["pip"])')
+pip_version=$(python -c 'import types
+from ansible_test._internal.python_requirements import get_venv_packages
+print(get_venv_packages(types.SimpleNamespace(version="3.11"))["pip"])')
 mkdir -p ~/.ansible/test/cache
 cp "$repo/tests/sanity/get_pip_bootstrap.py" ~/.ansible/test/cache/"get_pip_${pip_version//./_}.py"
 

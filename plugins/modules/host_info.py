@@ -29,7 +29,8 @@ requirements:
   - Linux >= 5.6 (pidfd_getfd) and Python >= 3.8 on the host
   - libvirt-python (Debian package C(python3-libvirt)) for domain lookups, libvirt and QEMU versions
     and the C(query-stats) fallback; without it only the libvirt run directory is read
-extends_documentation_fragment: []
+extends_documentation_fragment:
+  - presplit.kvm.host_helper
 attributes:
   check_mode:
     support: full
@@ -44,26 +45,6 @@ options:
     type: list
     elements: str
     default: []
-  uri:
-    description: libvirt URI of the local daemon.
-    type: str
-    default: qemu:///system
-  run_dir:
-    description: libvirt's QEMU run directory, holding C(<name>.pid) and the status XML C(<name>.xml).
-    type: path
-    default: /run/libvirt/qemu
-  state_dir:
-    description: Directory where the presplit helper records the holds it placed.
-    type: path
-    default: /run/presplit-kvm/holds
-  use_libvirt:
-    description:
-      - Connect to libvirt. When false, running domains are read from O(run_dir) only.
-    type: bool
-    default: true
-notes:
-  - The permission model is that of C(pidfd_getfd(2)) - root, or C(CAP_SYS_PTRACE) with ptrace
-    access to QEMU. The module never lowers it.
 seealso:
   - module: presplit.kvm.split_huge_pages
 """
@@ -205,23 +186,19 @@ domains:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.presplit.kvm.plugins.module_utils.kvm_errors import PresplitError
-from ansible_collections.presplit.kvm.plugins.module_utils.kvm_presplit_ops import PresplitHost
+from ansible_collections.presplit.kvm.plugins.module_utils.kvm_presplit_ops import HOST_ARGUMENT_SPEC, host_from_params
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             domains=dict(type="list", elements="str", default=[]),
-            uri=dict(type="str", default="qemu:///system"),
-            run_dir=dict(type="path", default="/run/libvirt/qemu"),
-            state_dir=dict(type="path", default="/run/presplit-kvm/holds"),
-            use_libvirt=dict(type="bool", default=True),
+            **HOST_ARGUMENT_SPEC
         ),
         supports_check_mode=True,
     )
     params = module.params
-    host = PresplitHost(uri=params["uri"], run_dir=params["run_dir"], state_dir=params["state_dir"],
-                        use_libvirt=params["use_libvirt"])
+    host = host_from_params(params)
     try:
         facts = host.facts(with_domains=not params["domains"])
         domains = facts.pop("domains", None)

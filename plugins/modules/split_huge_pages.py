@@ -33,6 +33,8 @@ requirements:
   - Linux >= 5.6 (pidfd_getfd) and Python >= 3.8 on the host
   - root, or C(CAP_SYS_PTRACE)
   - libvirt-python (Debian package C(python3-libvirt)) to tell stopped domains from unknown ones
+extends_documentation_fragment:
+  - presplit.kvm.host_helper
 attributes:
   check_mode:
     support: full
@@ -82,25 +84,6 @@ options:
     type: str
     choices: [fail, warn, skip]
     default: fail
-  uri:
-    description: libvirt URI of the local daemon.
-    type: str
-    default: qemu:///system
-  run_dir:
-    description: libvirt's QEMU run directory, holding C(<name>.pid) and the status XML C(<name>.xml).
-    type: path
-    default: /run/libvirt/qemu
-  state_dir:
-    description: Directory where holds placed by this module are recorded (tmpfs, like the holds).
-    type: path
-    default: /run/presplit-kvm/holds
-  use_libvirt:
-    description: Connect to libvirt. When false, running domains are read from O(run_dir) only.
-    type: bool
-    default: true
-notes:
-  - The permission model is that of C(pidfd_getfd(2)) - root, or C(CAP_SYS_PTRACE) with ptrace
-    access to QEMU. The module never lowers it.
 seealso:
   - module: presplit.kvm.host_info
 """
@@ -219,7 +202,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.presplit.kvm.plugins.module_utils.kvm_errors import (
     DomainNotFound, DomainNotRunning, NotKvmAccelerated, PresplitError, Unsupported)
-from ansible_collections.presplit.kvm.plugins.module_utils.kvm_presplit_ops import PresplitHost
+from ansible_collections.presplit.kvm.plugins.module_utils.kvm_presplit_ops import HOST_ARGUMENT_SPEC, host_from_params
 
 
 def _status(result, state):
@@ -243,18 +226,14 @@ def main():
             chunk_mib=dict(type="int", default=1024),
             force_release=dict(type="bool", default=False),
             on_unsupported=dict(type="str", choices=["fail", "warn", "skip"], default="fail"),
-            uri=dict(type="str", default="qemu:///system"),
-            run_dir=dict(type="path", default="/run/libvirt/qemu"),
-            state_dir=dict(type="path", default="/run/presplit-kvm/holds"),
-            use_libvirt=dict(type="bool", default=True),
+            **HOST_ARGUMENT_SPEC
         ),
         supports_check_mode=True,
     )
     params = module.params
     if not params["domains"]:
         module.fail_json(msg="domains must name at least one domain")
-    host = PresplitHost(uri=params["uri"], run_dir=params["run_dir"], state_dir=params["state_dir"],
-                        use_libvirt=params["use_libvirt"])
+    host = host_from_params(params)
     results = []
     try:
         for ident in params["domains"]:
