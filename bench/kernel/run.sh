@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Pre-split benchmark (a benchmark, not a test): boots the stock Debian 6.12
+# kernel under QEMU TCG with the patched kvm modules, like tests/kernel, and
+# runs dirty_log_bench in one boot: the start of a migration with and without
+# KVM_SPLIT_HUGE_PAGES beforehand, same memory, vCPUs writing.  Under TCG only
+# the ratios mean something.
+#
+#   bench/kernel/run.sh [MiB]          (default 512 MiB of guest memory)
+#
+# On a bare-metal KVM host with the patched modules loaded, run the same
+# program directly (no QEMU):
+#   gcc -static -O2 -pthread -isystem "$UAPI_INCLUDE" -I tests/kernel/src \
+#       -o dirty_log_bench bench/kernel/dirty_log_bench.c tests/kernel/src/ktest.c
+#   ./dirty_log_bench 8192
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$BENCH_DIR/../.." && pwd)
+KTEST_DIR=$REPO/tests/kernel
+CACHE=${PRESPLIT_CACHE:-/var/cache/presplit-kvm}/kernel-tests
+LOG_DIR=${BENCH_LOG_DIR:-$CACHE/bench-logs}
+mib=${1:-512}
+
+# shellcheck source=../../tests/kernel/lib/guest-kernel.sh
+. "$KTEST_DIR/lib/guest-kernel.sh"
+# shellcheck source=../../tests/kernel/lib/initramfs.sh
+. "$KTEST_DIR/lib/initramfs.sh"
+# shellcheck source=../../tests/kernel/lib/boot.sh
+. "$KTEST_DIR/lib/boot.sh"
+
+eval "$("$REPO/kernel-patch/fetch-debian.sh")"
+eval "$("$REPO/kernel-patch/build-modules.sh")"
+stock_dir=$CACHE/$DEB_VERSION/stock
+prepare_stock_kernel "$stock_dir"
+
+mkdir -p "$LOG_DIR"
+gcc -static -O2 -Wall -Wextra -Werror -pthread -isystem "$UAPI_INCLUDE" \
+	-I "$KTEST_DIR/src" -o "$LOG_DIR/dirty_log_bench" \
+	"$BENCH_DIR/dirty_log_bench.c" "$KTEST_DIR/src/ktest.c"
+cat >"$LOG_DIR/plan" <<PLAN
+phase patched patched - -
+run dirty_log_bench $mib
+PLAN
+make_initramfs "$LOG_DIR/initramfs.cpio.gz" "$stock_dir" "$LOG_DIR/plan" \
+	"patched=$MODULES_DIR" "$LOG_DIR/dirty_log_bench"
+echo "== booting (guest cpu $GUEST_CPU; logs: $LOG_DIR)"
+boot_guest "$stock_dir/vmlinuz" "$LOG_DIR/initramfs.cpio.gz" "$LOG_DIR"
+
+tr -d '\r' <"$LOG_DIR/results.log" | sed -n 's/^BENCH \{0,1\}//p'
+if ! grep -aq '^KPROG patched/dirty_log_bench exit=0' "$LOG_DIR/results.log"; then
+	tr -d '\r' <"$LOG_DIR/results.log" | grep -a '^# ' >&2 || true
+	echo "benchmark failed; see $LOG_DIR/results.log" >&2
+	exit 1
+fi

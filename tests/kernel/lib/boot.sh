@@ -1,0 +1,37 @@
+# shellcheck shell=bash
+# Boot the stock kernel under QEMU TCG with emulated AMD SVM + NPT, so KVM
+# in the guest runs its TDP MMU.  The kernel console goes to
+# LOG_DIR/console.log, the test results to LOG_DIR/results.log.
+
+# Guest RAM: room for one reserved 1 GiB hugetlb page, 2M hugetlb pages for
+# the upstream dirty-log selftest, and THP test memory.
+GUEST_MEMORY=${KTEST_GUEST_MEMORY:-4G}
+# EPYC + SVM/NPT instead of "max": no 5-level paging, which makes TCG
+# 2-3x faster at touching memory; still 1G pages, SVM, NPT.
+GUEST_CPU=${KTEST_GUEST_CPU:-EPYC,+svm,+npt,+pdpe1gb}
+# A normal run takes 1-2 min; each case also has its own 240 s watchdog.
+BOOT_TIMEOUT_S=${KTEST_BOOT_TIMEOUT_S:-600}
+# Single-threaded TCG: with multi-threaded TCG (QEMU 7.2) the guest died
+# with "Oops: int3" wherever the kernel had just patched its own text (jump
+# labels) while the other vCPU ran it: in __schedule() after KVM flipped its
+# preempt-notifier static key (first VM created / last destroyed), and once
+# in enqueue_timer() during boot; 3 of 6 runs on this loaded machine.  Both
+# guest vCPUs still interleave, so the race tests still race, at TCG
+# time-slice granularity rather than in parallel.
+TCG_THREADS=${KTEST_TCG_THREADS:-single}
+
+# boot_guest VMLINUZ INITRD LOG_DIR
+# (panic=-1 reboot=t: a panicking guest triple-faults at once, and
+# -no-reboot turns that into QEMU exiting.)
+boot_guest() {
+	local kernel=$1 initrd=$2 logs=$3
+	mkdir -p "$logs"
+	rm -f "$logs/console.log" "$logs/results.log"
+	timeout --kill-after=10 "$BOOT_TIMEOUT_S" \
+	qemu-system-x86_64 \
+		-accel "tcg,thread=$TCG_THREADS" -cpu "$GUEST_CPU" -smp 2 -m "$GUEST_MEMORY" \
+		-nographic -no-reboot -monitor none \
+		-serial "file:$logs/console.log" -serial "file:$logs/results.log" \
+		-kernel "$kernel" -initrd "$initrd" \
+		-append "console=ttyS0 panic=-1 reboot=t hugepagesz=1G hugepages=1 hugepagesz=2M hugepages=160 transparent_hugepage=always"
+}

@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * ktest: a tiny helper library for the kernel-tier KVM tests, in the spirit
+ * of tools/testing/selftests/kvm/lib but small enough to link statically
+ * into an initramfs.
+ *
+ * Every test case runs in its own forked process, so a failed assertion just
+ * exits that process and the runner reports "KTEST not ok <prog>/<case>".
+ */
+#ifndef KTEST_H
+#define KTEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <linux/kvm.h>
+
+#define SZ_4K	(1ULL << 12)
+#define SZ_2M	(1ULL << 21)
+#define SZ_1G	(1ULL << 30)
+
+/* ---- reporting ---------------------------------------------------------- */
+
+void ktest_fail(const char *file, int line, const char *fmt, ...)
+	__attribute__((noreturn, format(printf, 3, 4)));
+void ktest_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#define ASSERT(cond, fmt, ...)						\
+	do {								\
+		if (!(cond))						\
+			ktest_fail(__FILE__, __LINE__, "(%s) " fmt,	\
+				   #cond, ##__VA_ARGS__);		\
+	} while (0)
+
+#define ASSERT_EQ(a, b)							\
+	do {								\
+		unsigned long long __a = (a), __b = (b);		\
+		if (__a != __b)						\
+			ktest_fail(__FILE__, __LINE__,			\
+				   "%s == %s: %lld (0x%llx) != %lld (0x%llx)", \
+				   #a, #b, __a, __a, __b, __b);		\
+	} while (0)
+
+/* An ioctl expected to succeed; returns its (non-negative) result. */
+#define CHECKED_IOCTL(fd, req, arg)					\
+	({								\
+		int __r = ioctl(fd, req, arg);				\
+		ASSERT(__r >= 0, "ioctl %s: %m", #req);			\
+		__r;							\
+	})
+
+struct ktest_case {
+	const char *name;
+	void (*run)(void);
+};
+
+/*
+ * Run the cases named on the command line (all of them when none is named),
+ * each in a child process with a watchdog.  Prints one line per case and
+ * returns the process exit status: 0 only if every selected case passed.
+ */
+int ktest_main(const char *prog, const struct ktest_case *cases, size_t nr,
+	       int argc, char **argv);
+
+/* ---- memory --------------------------------------------------------------- */
+
+/* 2M-aligned, MADV_HUGEPAGE, populated; asserts it is THP-backed. */
+void *alloc_thp(size_t size);
+uint64_t anon_huge_bytes(void);
+void *alloc_hugetlb_1g(size_t size);	/* MAP_HUGETLB | MAP_HUGE_1GB */
+void *alloc_small_pages(size_t size);	/* MADV_NOHUGEPAGE */
+
+/* ---- VMs ------------------------------------------------------------------ */
+
+struct page_counts {
+	uint64_t pages_4k;
+	uint64_t pages_2m;
+	uint64_t pages_1g;
+};
+
+struct vm {
+	int kvm_fd;
+	int fd;
+	int stats_fd;
+	uint8_t *code;		/* host view of the code slot */
+};
+
+/* Guest code lives in slot 0 at GPA 0; tests use slots from 1 up. */
+#define CODE_SLOT	0
+#define CODE_GPA	0x1000ULL
+#define CODE_SLOT_SIZE	(64 * 1024)
+#define FIRST_TEST_SLOT	1
+
+struct vm *vm_create(void);
+void vm_destroy(struct vm *vm);
+void vm_set_memslot(struct vm *vm, uint32_t slot, uint32_t flags,
+		    uint64_t gpa, uint64_t size, void *hva);
+void vm_delete_memslot(struct vm *vm, uint32_t slot);
+void vm_enable_manual_dirty_log(struct vm *vm, bool initially_set);
+
+/* Binary stats: the three mapping counters of a VM stats fd. */
+int stats_fd_of(int vm_fd);
+uint64_t stats_read(int stats_fd, const char *name);
+struct page_counts stats_page_counts(int stats_fd);
+struct page_counts vm_page_counts(struct vm *vm);
+void print_page_counts(const char *when, struct page_counts c);
+
+/* ---- vCPUs ---------------------------------------------------------------- */
+
+struct vcpu {
+	struct vm *vm;
+	int fd;
+	struct kvm_run *run;
+};
+
+/*
+ * A vCPU in 32-bit flat protected mode (no guest paging: guest addresses are
+ * GPAs) running the write loop: one "addl $1" on the first dword of every 4K
+ * page of [gpa, gpa + size), then an OUT to PASS_DONE_PORT, over and over.
+ */
+#define PASS_DONE_PORT	0x10
+
+/* A vCPU in flat protected mode, no code to run set up yet. */
+struct vcpu *vcpu_create(struct vm *vm, int id);
+struct vcpu *vcpu_create_writer(struct vm *vm, int id, uint64_t gpa,
+				uint64_t size);
+void vcpu_destroy(struct vcpu *vcpu);
+/* Run until one full pass is done: 0, or -errno when KVM_RUN was interrupted. */
+int vcpu_run_pass(struct vcpu *vcpu);
+/*
+ * KVM_PRE_FAULT_MEMORY over the whole range; asserts success.  Not after a
+ * memslot deletion or move without a KVM_RUN in between: 6.12 then retries
+ * forever on the vCPU's obsolete root (fixed upstream later).
+ */
+void vcpu_prefault(struct vcpu *vcpu, uint64_t gpa, uint64_t size);
+
+/* ---- foreign callers ------------------------------------------------------ */
+
+/*
+ * Run fn in a child process that holds only a copy of the VM fd taken from
+ * this process with pidfd_open + pidfd_getfd, the way the host helper takes
+ * it out of QEMU.  Returns when the child is done; asserts it passed.
+ */
+void run_as_foreign_process(struct vm *vm, void (*fn)(int foreign_vm_fd));
+
+/* ---- misc ----------------------------------------------------------------- */
+
+uint64_t now_ns(void);
+/* Install a handler that does nothing, without SA_RESTART, so blocking
+ * ioctls return -EINTR when the signal arrives. */
+void install_noop_handler(int sig);
+
+#endif

@@ -1,0 +1,693 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * KVM_SPLIT_HUGE_PAGES against a real patched KVM: results are asserted with
+ * the mapping counters of the VM's binary stats fd (pages_4k/2m/1g).
+ *
+ * Memory is THP (populated by the host, then mapped by KVM_PRE_FAULT_MEMORY)
+ * or a reserved hugetlb 1G page; test memslots start at 1 GiB.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "ktest.h"
+
+#define LEVEL_4K	KVM_SPLIT_HUGE_PAGES_LEVEL_4K
+#define LEVEL_2M	KVM_SPLIT_HUGE_PAGES_LEVEL_2M
+#define HOLD		KVM_SPLIT_HUGE_PAGES_HOLD
+#define RELEASE		KVM_SPLIT_HUGE_PAGES_RELEASE
+
+#define SLOT_GPA	SZ_1G
+#define PAGES_PER_2M	(SZ_2M / SZ_4K)
+
+/* One KVM_SPLIT_HUGE_PAGES call: 0 or -errno, args updated in place. */
+static int split_once(int vm_fd, struct kvm_split_huge_pages *args)
+{
+	return ioctl(vm_fd, KVM_SPLIT_HUGE_PAGES, args) ? -errno : 0;
+}
+
+/*
+ * Split (or hold, or release) a whole range, resuming after -EINTR/-EAGAIN
+ * like a caller must; asserts the in/out contract on every return and
+ * returns the total nr_split.
+ */
+static uint64_t split_range(int vm_fd, uint64_t gpa, uint64_t size,
+			    uint32_t level, uint32_t flags)
+{
+	struct kvm_split_huge_pages args = {
+		.gpa = gpa, .size = size, .target_level = level, .flags = flags,
+	};
+	uint64_t total = 0;
+	int r;
+
+	do {
+		args.nr_split = 0;
+		r = split_once(vm_fd, &args);
+		ASSERT(r == 0 || r == -EINTR || r == -EAGAIN,
+		       "KVM_SPLIT_HUGE_PAGES [0x%llx, +0x%llx) level %u flags %u: %s",
+		       (unsigned long long)gpa, (unsigned long long)size,
+		       level, flags, strerror(-r));
+		ASSERT_EQ(args.gpa + args.size, gpa + size);
+		total += args.nr_split;
+	} while (r);
+	ASSERT_EQ(args.size, 0);
+	ASSERT_EQ(args.gpa, gpa + size);
+	return total;
+}
+
+/* A VM with one THP-backed memslot, mapped huge by KVM_PRE_FAULT_MEMORY. */
+struct thp_vm {
+	struct vm *vm;
+	struct vcpu *vcpu;
+	void *mem;
+	uint64_t gpa, size;
+};
+
+static struct thp_vm thp_vm_create(uint64_t gpa, uint64_t size)
+{
+	struct thp_vm t = { .vm = vm_create(), .gpa = gpa, .size = size };
+
+	t.mem = alloc_thp(size);
+	vm_set_memslot(t.vm, FIRST_TEST_SLOT, 0, gpa, size, t.mem);
+	t.vcpu = vcpu_create(t.vm, 0);
+	vcpu_prefault(t.vcpu, gpa, size);
+	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, size / SZ_2M);
+	return t;
+}
+
+/*
+ * Make KVM fault the slot in again from scratch: MADV_DONTNEED zaps the
+ * SPTEs through the MMU notifier, the host repopulates the memory with THPs,
+ * and KVM_PRE_FAULT_MEMORY maps it at the largest level KVM allows.
+ */
+static void zap_and_refault(struct thp_vm *t)
+{
+	ASSERT(!madvise(t->mem, t->size, MADV_DONTNEED), "MADV_DONTNEED: %m");
+	memset(t->mem, 0, t->size);
+	ASSERT(anon_huge_bytes() >= t->size, "repopulated without THPs");
+	vcpu_prefault(t->vcpu, t->gpa, t->size);
+}
+
+static void capability_reports_levels(void)
+{
+	struct vm *vm = vm_create();
+	int want = 1 << (LEVEL_4K - 1) | 1 << (LEVEL_2M - 1);
+
+	ASSERT_EQ(ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SPLIT_HUGE_PAGES), want);
+	ASSERT_EQ(ioctl(vm->fd, KVM_CHECK_EXTENSION, KVM_CAP_SPLIT_HUGE_PAGES), want);
+}
+
+static void split_2m_to_4k_whole_slot(void)
+{
+	struct thp_vm t = thp_vm_create(SLOT_GPA, 256 * SZ_2M);
+	struct page_counts before = vm_page_counts(t.vm), after;
+
+	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, LEVEL_4K, 0), 256);
+	after = vm_page_counts(t.vm);
+	print_page_counts("before", before);
+	print_page_counts("after", after);
+	ASSERT_EQ(after.pages_2m, 0);
+	ASSERT_EQ(after.pages_4k - before.pages_4k, 256 * PAGES_PER_2M);
+
+	/* Nothing is left to split. */
+	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, LEVEL_4K, 0), 0);
+	ASSERT_EQ(vm_page_counts(t.vm).pages_4k, after.pages_4k);
+}
+
+static void split_1g_to_2m_to_4k(void)
+{
+	const uint64_t gpa = 4 * SZ_1G;
+	struct vm *vm = vm_create();
+	struct vcpu *vcpu = vcpu_create(vm, 0);
+	struct page_counts c;
+
+	vm_set_memslot(vm, FIRST_TEST_SLOT, 0, gpa, SZ_1G, alloc_hugetlb_1g(SZ_1G));
+	vcpu_prefault(vcpu, gpa, SZ_1G);
+	ASSERT_EQ(vm_page_counts(vm).pages_1g, 1);
+
+	ASSERT_EQ(split_range(vm->fd, gpa, SZ_1G, LEVEL_2M, 0), 1);
+	c = vm_page_counts(vm);
+	print_page_counts("after the 2M pass", c);
+	ASSERT_EQ(c.pages_1g, 0);
+	ASSERT_EQ(c.pages_2m, 512);
+
+	ASSERT_EQ(split_range(vm->fd, gpa, SZ_1G, LEVEL_4K, 0), 512);
+	c = vm_page_counts(vm);
+	print_page_counts("after the 4K pass", c);
+	ASSERT_EQ(c.pages_1g, 0);
+	ASSERT_EQ(c.pages_2m, 0);
+	ASSERT_EQ(c.pages_4k, 512 * PAGES_PER_2M);
+}
+
+/* Every huge mapping that intersects the range is split, and only those. */
+static void split_partial_range(void)
+{
+	struct thp_vm t = thp_vm_create(SLOT_GPA, 32 * SZ_2M);
+	struct kvm_split_huge_pages args = {
+		/* From inside 2M page 3 to inside 2M page 7. */
+		.gpa = t.gpa + 3 * SZ_2M + SZ_4K, .size = 4 * SZ_2M,
+		.target_level = LEVEL_4K,
+	};
+
+	ASSERT_EQ(split_once(t.vm->fd, &args), 0);
+	ASSERT_EQ(args.nr_split, 5);
+	ASSERT_EQ(args.gpa, t.gpa + 7 * SZ_2M + SZ_4K);
+	ASSERT_EQ(args.size, 0);
+	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 27);
+	ASSERT_EQ(vm_page_counts(t.vm).pages_4k, 5 * PAGES_PER_2M);
+
+	/* A single 4K page of an unsplit 2M page splits that page. */
+	ASSERT_EQ(split_range(t.vm->fd, t.gpa + 20 * SZ_2M + 8 * SZ_4K, SZ_4K,
+			      LEVEL_4K, 0), 1);
+	/* 2M mappings are not above level 2M: nothing to do. */
+	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, LEVEL_2M, 0), 0);
+	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 26);
+}
+
+/* Three memslots with holes between and around them. */
+static void split_across_memslots_and_holes(void)
+{
+	static const struct { uint64_t gpa, size; } slots[] = {
+		{ SLOT_GPA, 16 * SZ_2M },
+		{ SLOT_GPA + 64 * SZ_2M, 16 * SZ_2M },
+		{ SLOT_GPA + 128 * SZ_2M, 32 * SZ_2M },
+	};
+	struct vm *vm = vm_create();
+	struct vcpu *vcpu = vcpu_create(vm, 0);
+	uint64_t start = SLOT_GPA - SZ_2M, end = SLOT_GPA + 256 * SZ_2M;
+
+	for (int i = 0; i < 3; i++) {
+		vm_set_memslot(vm, FIRST_TEST_SLOT + i, 0, slots[i].gpa,
+			       slots[i].size, alloc_thp(slots[i].size));
+		vcpu_prefault(vcpu, slots[i].gpa, slots[i].size);
+	}
+	ASSERT_EQ(vm_page_counts(vm).pages_2m, 64);
+	ASSERT_EQ(split_range(vm->fd, start, end - start, LEVEL_4K, 0), 64);
+	ASSERT_EQ(vm_page_counts(vm).pages_2m, 0);
+	ASSERT_EQ(vm_page_counts(vm).pages_4k, 64 * PAGES_PER_2M);
+}
+
+/*
+ * A periodic timer signal interrupts a split of 4 GiB of huge mappings
+ * (four memslots aliasing one THP buffer): the call returns -EINTR with
+ * gpa/size advanced and nr_split counting its own work, and re-issuing the
+ * same struct finishes the job with nothing split twice or missed.
+ */
+static void split_resumes_after_signal(void)
+{
+	const uint64_t slot_size = 256 * SZ_2M, nr_slots = 4;
+	const uint64_t start = SZ_1G, end = start + nr_slots * SZ_1G;
+	struct vm *vm = vm_create();
+	struct vcpu *vcpu = vcpu_create(vm, 0);
+	void *mem = alloc_thp(slot_size);
+	struct itimerval tick = { { 0, 500 }, { 0, 500 } }, off = { 0 };
+	struct kvm_split_huge_pages args = {
+		.gpa = start, .size = end - start, .target_level = LEVEL_4K,
+	};
+	uint64_t total = 0, interrupted = 0, calls = 0;
+	int r;
+
+	for (uint64_t i = 0; i < nr_slots; i++) {
+		vm_set_memslot(vm, FIRST_TEST_SLOT + i, 0, start + i * SZ_1G,
+			       slot_size, mem);
+		vcpu_prefault(vcpu, start + i * SZ_1G, slot_size);
+	}
+	ASSERT_EQ(vm_page_counts(vm).pages_2m, nr_slots * 256);
+
+	install_noop_handler(SIGALRM);
+	setitimer(ITIMER_REAL, &tick, NULL);
+	do {
+		uint64_t gpa_before = args.gpa;
+
+		args.nr_split = 0;
+		r = split_once(vm->fd, &args);
+		calls++;
+		ASSERT(r == 0 || r == -EINTR || r == -EAGAIN, "%s", strerror(-r));
+		ASSERT_EQ(args.gpa + args.size, end);
+		ASSERT(args.gpa >= gpa_before, "gpa went back");
+		ASSERT_EQ(args.gpa % SZ_4K, 0);
+		total += args.nr_split;
+		if (r && args.gpa > gpa_before && args.size) {
+			/* Interrupted with progress: finish without the timer. */
+			interrupted++;
+			setitimer(ITIMER_REAL, &off, NULL);
+			ktest_log("-EINTR/-EAGAIN after 0x%llx bytes, %llu split",
+				  (unsigned long long)(args.gpa - start),
+				  (unsigned long long)total);
+		}
+	} while (r && calls < 10000);
+	setitimer(ITIMER_REAL, &off, NULL);
+
+	ASSERT_EQ(r, 0);
+	ASSERT(interrupted > 0, "no call was interrupted with progress (%llu calls)",
+	       (unsigned long long)calls);
+	ASSERT_EQ(args.size, 0);
+	ASSERT_EQ(total, nr_slots * 256);
+	ASSERT_EQ(vm_page_counts(vm).pages_2m, 0);
+}
+
+static void invalid_arguments(void)
+{
+	struct thp_vm t = thp_vm_create(SLOT_GPA, 4 * SZ_2M);
+	const struct kvm_split_huge_pages valid = {
+		.gpa = t.gpa, .size = t.size, .target_level = LEVEL_4K,
+	};
+	struct {
+		const char *what;
+		struct kvm_split_huge_pages args;
+	} bad[] = {
+		{ "misaligned gpa", valid }, { "misaligned size", valid },
+		{ "zero size", valid }, { "overflowing range", valid },
+		{ "level 0", valid }, { "level 3", valid },
+		{ "unknown flag", valid }, { "HOLD|RELEASE", valid },
+		{ "RELEASE with a level", valid },
+		{ "reserved[0]", valid }, { "reserved[1]", valid },
+		{ "reserved[2]", valid }, { "reserved[3]", valid },
+	};
+	struct kvm_split_huge_pages ok = valid;
+
+	bad[0].args.gpa += 512;
+	bad[1].args.size -= 512;
+	bad[2].args.size = 0;
+	bad[3].args.gpa = -SZ_2M;
+	bad[3].args.size = 2 * SZ_2M;
+	bad[4].args.target_level = 0;
+	bad[5].args.target_level = 3;
+	bad[6].args.flags = 1U << 2;
+	bad[7].args.flags = HOLD | RELEASE;
+	bad[8].args.flags = RELEASE;
+	for (int i = 0; i < 4; i++)
+		bad[9 + i].args.reserved[i] = 1;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int r = split_once(t.vm->fd, &bad[i].args);
+
+		ASSERT(r == -EINVAL, "%s: got %s", bad[i].what, strerror(-r));
+	}
+	/* Nothing was split by the refused calls; a valid one still works. */
+	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 4);
+	ASSERT_EQ(split_once(t.vm->fd, &ok), 0);
+	ASSERT_EQ(ok.nr_split, 4);
+}
+
+/*
+ * Without a hold KVM maps a re-faulted range huge again; with HOLD it stays
+ * 4K; after RELEASE the huge mappings come back.
+ */
+static void hold_keeps_refaults_small(void)
+{
+	struct thp_vm t = thp_vm_create(SLOT_GPA, 32 * SZ_2M);
+	struct kvm_split_huge_pages release = {
+		.gpa = t.gpa, .size = t.size, .flags = RELEASE,
+	};
+
+	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, LEVEL_4K, 0), 32);
+	zap_and_refault(&t);
+	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 32);	/* no hold: huge again */
+
+	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, LEVEL_4K, HOLD), 32);
+	zap_and_refault(&t);
+	print_page_counts("held, after zap + refault", vm_page_counts(t.vm));
+	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 0);
+	ASSERT_EQ(vm_page_counts(t.vm).pages_4k, 32 * PAGES_PER_2M);
+
+	ASSERT_EQ(split_once(t.vm->fd, &release), 0);
+	ASSERT_EQ(release.size, 0);
+	ASSERT_EQ(release.nr_split, 0);
+	vcpu_prefault(t.vcpu, t.gpa, t.size);
+	print_page_counts("released, after refault", vm_page_counts(t.vm));
+	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 32);
+}
+
+/*
+ * A 2M hold lets 2M mappings back but not 1G ones.  After a split to 4K,
+ * KVM_PRE_FAULT_MEMORY replaces the 4K tables with the largest mapping the
+ * fault path allows: 1G without the hold (the control), 2M under it.
+ */
+static void hold_at_2m_keeps_1g_away(void)
+{
+	const uint64_t gpa = 4 * SZ_1G;
+	struct vm *vm = vm_create();
+	struct vcpu *vcpu = vcpu_create(vm, 0);
+	struct page_counts c;
+
+	vm_set_memslot(vm, FIRST_TEST_SLOT, 0, gpa, SZ_1G, alloc_hugetlb_1g(SZ_1G));
+	vcpu_prefault(vcpu, gpa, SZ_1G);
+	ASSERT_EQ(split_range(vm->fd, gpa, SZ_1G, LEVEL_2M, 0), 1);
+	ASSERT_EQ(split_range(vm->fd, gpa, SZ_1G, LEVEL_4K, 0), 512);
+	vcpu_prefault(vcpu, gpa, SZ_1G);
+	ASSERT_EQ(vm_page_counts(vm).pages_1g, 1);
+
+	ASSERT_EQ(split_range(vm->fd, gpa, SZ_1G, LEVEL_2M, HOLD), 1);
+	ASSERT_EQ(split_range(vm->fd, gpa, SZ_1G, LEVEL_4K, 0), 512);
+	vcpu_prefault(vcpu, gpa, SZ_1G);
+	c = vm_page_counts(vm);
+	print_page_counts("held at 2M, after refault", c);
+	ASSERT_EQ(c.pages_1g, 0);
+	ASSERT_EQ(c.pages_2m, 512);
+}
+
+/*
+ * The hold survives the memslot update that turns dirty logging on; turning
+ * dirty logging off drops it and KVM's recovery brings huge mappings back.
+ */
+static void hold_dropped_by_dirty_log_disable(void)
+{
+	struct thp_vm t = thp_vm_create(SLOT_GPA, 32 * SZ_2M);
+
+	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, LEVEL_4K, HOLD), 32);
+	vm_set_memslot(t.vm, FIRST_TEST_SLOT, KVM_MEM_LOG_DIRTY_PAGES, t.gpa,
+		       t.size, t.mem);
+	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 0);
+	ASSERT_EQ(vm_page_counts(t.vm).pages_4k, 32 * PAGES_PER_2M);
+	vcpu_prefault(t.vcpu, t.gpa, t.size);
+	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 0);
+
+	vm_set_memslot(t.vm, FIRST_TEST_SLOT, 0, t.gpa, t.size, t.mem);
+	vcpu_prefault(t.vcpu, t.gpa, t.size);
+	print_page_counts("dirty logging off, after refault", vm_page_counts(t.vm));
+	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 32);
+}
+
+/* ---- a process that is not the VM's owner --------------------------------- */
+
+static void foreign_split(int vm_fd)
+{
+	int stats_fd = ioctl(vm_fd, KVM_GET_STATS_FD, NULL);
+	struct kvm_split_huge_pages args = {
+		.gpa = SLOT_GPA, .size = 32 * SZ_2M, .target_level = LEVEL_4K,
+	};
+
+	ASSERT(stats_fd >= 0, "foreign KVM_GET_STATS_FD: %m");
+	ASSERT_EQ(stats_page_counts(stats_fd).pages_2m, 32);
+	ASSERT(!ioctl(vm_fd, KVM_SPLIT_HUGE_PAGES, &args), "foreign split: %m");
+	ASSERT_EQ(args.nr_split, 32);
+	ASSERT_EQ(stats_page_counts(stats_fd).pages_2m, 0);
+
+	/* Exactly those two ioctls are exempt. */
+	ASSERT(ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY) < 0 &&
+	       errno == EIO, "foreign KVM_CHECK_EXTENSION: %m");
+	ASSERT(ioctl(vm_fd, KVM_CREATE_VCPU, 1) < 0 && errno == EIO,
+	       "foreign KVM_CREATE_VCPU: %m");
+}
+
+static void foreign_caller_splits(void)
+{
+	struct thp_vm t = thp_vm_create(SLOT_GPA, 32 * SZ_2M);
+
+	run_as_foreign_process(t.vm, foreign_split);
+	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 0);
+	ASSERT_EQ(vm_page_counts(t.vm).pages_4k, 32 * PAGES_PER_2M);
+}
+
+/*
+ * Page tables that a foreign caller's split allocates are charged to the VM
+ * owner's memory cgroup: they show up in the owner's sec_pagetables, not the
+ * helper's.  A 1G page split to 4K allocates 1 + 512 page tables, enough to
+ * get past memcg's batched statistics.
+ */
+#define CGROUP_ROOT	"/sys/fs/cgroup"
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	ASSERT(f, "open %s: %m", path);
+	ASSERT(fputs(text, f) >= 0 && fclose(f) == 0, "write %s: %m", path);
+}
+
+/* The guest's init made the cgroups, with the memory controller on. */
+static void join_cgroup(const char *name)
+{
+	char path[128], pid[32];
+
+	snprintf(path, sizeof(path), CGROUP_ROOT "/%s/cgroup.procs", name);
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	write_file(path, pid);
+}
+
+static uint64_t sec_pagetables_of(const char *cgroup)
+{
+	char path[128], line[256];
+	unsigned long long bytes;
+	FILE *f;
+
+	snprintf(path, sizeof(path), CGROUP_ROOT "/%s/memory.stat", cgroup);
+	f = fopen(path, "r");
+	ASSERT(f, "open %s: %m", path);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "sec_pagetables %llu", &bytes) == 1) {
+			fclose(f);
+			return bytes;
+		}
+	ktest_fail(__FILE__, __LINE__, "no sec_pagetables in %s", path);
+}
+
+static void foreign_split_1g(int vm_fd)
+{
+	uint64_t before;
+
+	join_cgroup("helper");
+	before = sec_pagetables_of("helper");
+	ASSERT_EQ(split_range(vm_fd, 4 * SZ_1G, SZ_1G, LEVEL_4K, 0), 1 + 512);
+	ASSERT_EQ(sec_pagetables_of("helper"), before);
+}
+
+static void foreign_split_charged_to_owner(void)
+{
+	struct vm *vm;
+	struct vcpu *vcpu;
+	uint64_t before, after;
+
+	join_cgroup("owner");
+	vm = vm_create();
+	vcpu = vcpu_create(vm, 0);
+	vm_set_memslot(vm, FIRST_TEST_SLOT, 0, 4 * SZ_1G, SZ_1G, alloc_hugetlb_1g(SZ_1G));
+	vcpu_prefault(vcpu, 4 * SZ_1G, SZ_1G);
+	ASSERT_EQ(vm_page_counts(vm).pages_1g, 1);
+
+	before = sec_pagetables_of("owner");
+	run_as_foreign_process(vm, foreign_split_1g);
+	after = sec_pagetables_of("owner");
+	ktest_log("owner's sec_pagetables: %llu -> %llu bytes",
+		  (unsigned long long)before, (unsigned long long)after);
+	ASSERT(after - before >= 512 * SZ_4K, "owner charged %llu bytes",
+	       (unsigned long long)(after - before));
+}
+
+/* ---- races ------------------------------------------------------------------ */
+
+struct writer {
+	pthread_t thread;
+	struct vcpu *vcpu;
+	atomic_bool *stop;
+	atomic_ulong passes;
+};
+
+static void *writer_thread(void *arg)
+{
+	struct writer *w = arg;
+
+	while (!atomic_load(w->stop)) {
+		ASSERT_EQ(vcpu_run_pass(w->vcpu), 0);
+		atomic_fetch_add(&w->passes, 1);
+	}
+	return NULL;
+}
+
+static void wait_for_passes(struct writer *w, unsigned long n)
+{
+	while (atomic_load(&w->passes) < n)
+		usleep(1000);
+}
+
+/*
+ * Two vCPUs rewrite their halves of the slot all the time while it is split
+ * under them: nothing is lost (every page counts every pass) and nothing is
+ * left huge.
+ */
+static void split_while_vcpus_write(void)
+{
+	const uint64_t size = 64 * SZ_2M, half = size / 2;
+	struct thp_vm t = thp_vm_create(SLOT_GPA, size);
+	atomic_bool stop = false;
+	struct writer w[2];
+	uint32_t *mem = t.mem;
+
+	for (int i = 0; i < 2; i++) {
+		w[i] = (struct writer) {
+			.vcpu = vcpu_create_writer(t.vm, 1 + i, t.gpa + i * half, half),
+			.stop = &stop,
+		};
+		pthread_create(&w[i].thread, NULL, writer_thread, &w[i]);
+	}
+	wait_for_passes(&w[0], 1);
+	wait_for_passes(&w[1], 1);
+	ASSERT_EQ(split_range(t.vm->fd, t.gpa, size, LEVEL_4K, 0), 64);
+	wait_for_passes(&w[0], atomic_load(&w[0].passes) + 2);
+	wait_for_passes(&w[1], atomic_load(&w[1].passes) + 2);
+	atomic_store(&stop, true);
+	for (int i = 0; i < 2; i++)
+		pthread_join(w[i].thread, NULL);
+
+	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 0);
+	for (uint64_t off = 0; off < size; off += SZ_4K) {
+		unsigned long passes = atomic_load(&w[off / half].passes);
+
+		ASSERT(mem[off / 4] == passes, "page +0x%llx: %u writes, %lu passes",
+		       (unsigned long long)off, mem[off / 4], passes);
+	}
+	ktest_log("%lu and %lu passes", atomic_load(&w[0].passes),
+		  atomic_load(&w[1].passes));
+}
+
+struct churn {
+	struct thp_vm *t;
+	struct vcpu *writer;
+	atomic_bool *stop;
+	atomic_ulong rounds;
+};
+
+/*
+ * Delete and re-add the memslot, and map it huge again, over and over.  The
+ * vCPU maps it by running, not with KVM_PRE_FAULT_MEMORY: after a memslot
+ * deletion 6.12's pre-fault spins on the obsolete root until KVM_RUN reloads
+ * it (fixed upstream by "KVM: x86/mmu: Return -EAGAIN if userspace
+ * deleted/moved memslot during prefault").
+ */
+static void *memslot_churn_thread(void *arg)
+{
+	struct churn *c = arg;
+
+	while (!atomic_load(c->stop)) {
+		vm_delete_memslot(c->t->vm, FIRST_TEST_SLOT);
+		vm_set_memslot(c->t->vm, FIRST_TEST_SLOT, 0, c->t->gpa,
+			       c->t->size, c->t->mem);
+		ASSERT_EQ(vcpu_run_pass(c->writer), 0);
+		c->rounds++;
+	}
+	return NULL;
+}
+
+static void split_while_memslot_churns(void)
+{
+	struct thp_vm t = thp_vm_create(SLOT_GPA, 32 * SZ_2M);
+	atomic_bool stop = false;
+	struct churn c = {
+		.t = &t, .stop = &stop,
+		.writer = vcpu_create_writer(t.vm, 1, t.gpa, t.size),
+	};
+	pthread_t thread;
+	uint64_t splits = 0;
+
+	pthread_create(&thread, NULL, memslot_churn_thread, &c);
+	while (c.rounds < 20)
+		splits += split_range(t.vm->fd, t.gpa - SZ_2M, t.size + 2 * SZ_2M,
+				      LEVEL_4K, 0);
+	atomic_store(&stop, true);
+	pthread_join(thread, NULL);
+	ktest_log("%lu memslot rounds, %llu splits", atomic_load(&c.rounds),
+		  (unsigned long long)splits);
+
+	/* The final state is consistent: the slot maps and splits normally. */
+	ASSERT_EQ(vcpu_run_pass(c.writer), 0);
+	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 32);
+	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, LEVEL_4K, 0), 32);
+	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 0);
+}
+
+struct splitter {
+	pthread_t thread;
+	int vm_fd;
+	uint64_t gpa, size, nr_split;
+	pthread_barrier_t *start;
+};
+
+static void *splitter_thread(void *arg)
+{
+	struct splitter *s = arg;
+
+	pthread_barrier_wait(s->start);
+	s->nr_split = split_range(s->vm_fd, s->gpa, s->size, LEVEL_4K, 0);
+	return NULL;
+}
+
+/* Two threads split the same range at once: each mapping is split once. */
+static void two_splits_at_once(void)
+{
+	struct thp_vm t = thp_vm_create(SLOT_GPA, 256 * SZ_2M);
+	pthread_barrier_t start;
+	struct splitter s[2];
+
+	pthread_barrier_init(&start, NULL, 2);
+	for (int i = 0; i < 2; i++) {
+		s[i] = (struct splitter) {
+			.vm_fd = t.vm->fd, .gpa = t.gpa, .size = t.size,
+			.start = &start,
+		};
+		pthread_create(&s[i].thread, NULL, splitter_thread, &s[i]);
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(s[i].thread, NULL);
+	ktest_log("nr_split %llu + %llu", (unsigned long long)s[0].nr_split,
+		  (unsigned long long)s[1].nr_split);
+	ASSERT_EQ(s[0].nr_split + s[1].nr_split, 256);
+	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 0);
+	ASSERT_EQ(vm_page_counts(t.vm).pages_4k, 256 * PAGES_PER_2M);
+}
+
+/* ---- without the TDP MMU (run with npt=0 or tdp_mmu=N) --------------------- */
+
+static void without_tdp_mmu(void)
+{
+	struct vm *vm = vm_create();
+	struct kvm_split_huge_pages args = {
+		.gpa = SLOT_GPA, .size = 4 * SZ_2M, .target_level = LEVEL_4K,
+	};
+
+	vm_set_memslot(vm, FIRST_TEST_SLOT, 0, SLOT_GPA, 4 * SZ_2M,
+		       alloc_thp(4 * SZ_2M));
+	ASSERT_EQ(ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SPLIT_HUGE_PAGES), 0);
+	ASSERT_EQ(ioctl(vm->fd, KVM_CHECK_EXTENSION, KVM_CAP_SPLIT_HUGE_PAGES), 0);
+	ASSERT_EQ(split_once(vm->fd, &args), -EOPNOTSUPP);
+}
+
+static const struct ktest_case cases[] = {
+	{ "capability_reports_levels", capability_reports_levels },
+	{ "split_2m_to_4k_whole_slot", split_2m_to_4k_whole_slot },
+	{ "split_1g_to_2m_to_4k", split_1g_to_2m_to_4k },
+	{ "split_partial_range", split_partial_range },
+	{ "split_across_memslots_and_holes", split_across_memslots_and_holes },
+	{ "split_resumes_after_signal", split_resumes_after_signal },
+	{ "invalid_arguments", invalid_arguments },
+	{ "hold_keeps_refaults_small", hold_keeps_refaults_small },
+	{ "hold_at_2m_keeps_1g_away", hold_at_2m_keeps_1g_away },
+	{ "hold_dropped_by_dirty_log_disable", hold_dropped_by_dirty_log_disable },
+	{ "foreign_caller_splits", foreign_caller_splits },
+	{ "foreign_split_charged_to_owner", foreign_split_charged_to_owner },
+	{ "split_while_vcpus_write", split_while_vcpus_write },
+	{ "split_while_memslot_churns", split_while_memslot_churns },
+	{ "two_splits_at_once", two_splits_at_once },
+};
+
+/* Run only when the TDP MMU is off; not part of the default list. */
+static const struct ktest_case no_tdp_cases[] = {
+	{ "without_tdp_mmu", without_tdp_mmu },
+};
+
+int main(int argc, char **argv)
+{
+	if (argc == 2 && !strcmp(argv[1], "without_tdp_mmu"))
+		return ktest_main("split_tests", no_tdp_cases, 1, argc, argv);
+	return ktest_main("split_tests", cases, sizeof(cases) / sizeof(cases[0]),
+			  argc, argv);
+}
