@@ -19,21 +19,6 @@ from .kvm_hold_state import DEFAULT_STATE_DIR, HoldState
 from .kvm_host import host_facts, kvm_capabilities, virt_versions
 from .kvm_process import take_vm_fd
 from .kvm_split import DEFAULT_CHUNK, SplitDriver, guest_range, passes_for, validate_chunk, validate_rate
-
-# Options every host-helper module takes; documented by the presplit.kvm.host_helper
-# doc fragment, so the two stay in step.
-HOST_ARGUMENT_SPEC = dict(
-    uri=dict(type="str", default=DEFAULT_URI),
-    run_dir=dict(type="path", default=DEFAULT_RUN_DIR),
-    state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
-    use_libvirt=dict(type="bool", default=True),
-)
-
-
-def host_from_params(params):
-    """The PresplitHost described by a module's HOST_ARGUMENT_SPEC parameters."""
-    return PresplitHost(uri=params["uri"], run_dir=params["run_dir"], state_dir=params["state_dir"],
-                        use_libvirt=params["use_libvirt"])
 from .kvm_uapi import LEVEL_BY_NAME
 
 __metaclass__ = type
@@ -201,3 +186,19 @@ class PresplitHost:
         if split_cap:
             return "KVM_CAP_SPLIT_HUGE_PAGES = %#x does not accept level %s" % (split_cap, level)
         return "host mode %r: %s" % (facts["mode"], facts["mode_reason"])
+
+
+# Options every host-helper module takes; documented by the presplit.kvm.host_helper
+# doc fragment, so the two stay in step.
+HOST_ARGUMENT_SPEC = dict(
+    uri=dict(type="str", default=DEFAULT_URI),
+    run_dir=dict(type="path", default=DEFAULT_RUN_DIR),
+    state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
+    use_libvirt=dict(type="bool", default=True),
+)
+
+
+def host_from_params(params):
+    """The PresplitHost described by a module's HOST_ARGUMENT_SPEC parameters."""
+    return PresplitHost(uri=params["uri"], run_dir=params["run_dir"], state_dir=params["state_dir"],
+                        use_libvirt=params["use_libvirt"])

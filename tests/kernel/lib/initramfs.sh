@@ -10,7 +10,9 @@ make_initramfs() {
 	root=$(mktemp -d)
 	mkdir -p "$root"/{bin,dev,proc,sys,tmp,tests,lib/modules/stock}
 	cp /bin/busybox "$root/bin/busybox"
-	# Kept non-executable in the repository (its busybox shebang is for the guest).
+	# /init starts with #!/bin/sh, which must exist before it installs the
+	# other busybox applets.
+	ln -s busybox "$root/bin/sh"
 	install -m 0755 "$KTEST_DIR/guest/init" "$root/init"
 	cp "$plan" "$root/plan"
 	cp "$stock"/modules/*.ko "$root/lib/modules/stock/"
