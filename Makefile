@@ -46,8 +46,12 @@ integration: deps collection-link
 	$(PY) -m pytest tests/lab -q -p no:cacheprovider
 	$(PY) tests/lab/memory_integrity.py --migrations 50
 
+# The patched KVM under TCG: the ioctl tests, then the host helper (Python
+# layer and kvm-presplit CLI) against a VM held by another process and a
+# real nested QEMU.
 kernel: deps
 	./tests/kernel/run.sh
+	./tests/kernel/run-helper.sh
 
 test: deps
 	./tests/run-all.sh
