@@ -7,11 +7,11 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-work=${TMPDIR:-/tmp}/presplit-kvm-sanity
+work=$(mktemp -d --tmpdir presplit-kvm-sanity.XXXXXX)
+trap 'rm -rf "$work"' EXIT
 dest=$work/ansible_collections/presplit/kvm
 export PATH=$repo/.venv/bin:$PATH
 
-rm -rf "$work"
 mkdir -p "$dest"
 (cd "$repo" && git ls-files -z --cached --others --exclude-standard |
 	rsync -a --from0 --files-from=- ./ "$dest/")
