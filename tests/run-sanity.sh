@@ -29,12 +29,15 @@ cd "$dest"
 ansible-test sanity --python 3.11 --requirements --color no "$@"
 echo "ansible-galaxy build + ansible-doc on the built collection"
 ansible-galaxy collection build --force --output-path "$repo/build/dist" >/dev/null
+# Install the tarball where nothing else is configured, so that Ansible sees
+# only it (not this checkout's build/collections link).
 inst=$repo/build/installed
 rm -rf "$inst"
-ansible-galaxy collection install -p "$inst" "$repo"/build/dist/presplit-kvm-*.tar.gz >/dev/null
-modules=$(ANSIBLE_COLLECTIONS_PATH=$inst ansible-doc -t module -l presplit.kvm | awk '{print $1}')
+export ANSIBLE_COLLECTIONS_PATH=$inst
+ansible-galaxy collection install --force -p "$inst" "$repo"/build/dist/presplit-kvm-*.tar.gz >/dev/null
+modules=$(ansible-doc -t module -l presplit.kvm | awk '{print $1}')
 [ -n "$modules" ] || { echo "no modules listed by ansible-doc" >&2; exit 1; }
 for m in $modules; do
-	ANSIBLE_COLLECTIONS_PATH=$inst ansible-doc "$m" >/dev/null
+	ansible-doc "$m" >/dev/null
 	echo "  ansible-doc $m: ok"
 done
