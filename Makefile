@@ -28,9 +28,10 @@ collection-link:
 	@mkdir -p $(dir $(COLL_LINK))
 	@ln -sfn $(CURDIR) $(COLL_LINK)
 
+# Unit tests, and the run report rendered in headless Chromium.
 # pytest exits 5 when it collects nothing: that is a broken test tree here.
 unit: deps collection-link
-	cd $(COLL_LINK) && $(PY) -m pytest tests/unit -q -p no:cacheprovider; rc=$$?; \
+	cd $(COLL_LINK) && $(PY) -m pytest tests/unit tests/report -q -p no:cacheprovider; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "unit: pytest collected no tests" >&2; fi; exit $$rc
 
 sanity: deps

@@ -13,6 +13,8 @@ export ANSIBLE_CONFIG=$repo/ansible.cfg
 lab=${LAB_NAME:-demo}
 keep=${KEEP_LAB:-0}
 inventory=/run/presplit-lab/$lab/inventory.yml
+# Outside the lab's state directory, so the report outlives the lab.
+report_dir=/run/presplit-lab-report/$lab
 guests='[{"name": "vm1", "host": "h1"},
          {"name": "vm2", "host": "h1"},
          {"name": "vm3", "host": "h1", "dirty_rate_mib_s": 4}]'
@@ -29,7 +31,13 @@ start=$SECONDS
 echo "demo: bringing up lab '$lab' with 3 hosts and guests vm1-vm3 on h1"
 ansible-playbook presplit.kvm.lab_up -e "lab_name=$lab" -e "{\"lab_guests\": $guests}"
 echo "demo: lab up in $((SECONDS - start)) s; migrating"
-ansible-playbook -i "$inventory" presplit.kvm.demo -e '{"demo_domains": ["vm1", "vm2", "vm3"]}'
+rm -f "$report_dir"/live-migration-h1.*
+rc=0
+ansible-playbook -i "$inventory" presplit.kvm.demo -e '{"demo_domains": ["vm1", "vm2", "vm3"]}' \
+	-e "demo_report_dir=$report_dir" || rc=$?
+if [ -e "$report_dir/live-migration-h1.html" ]; then
+	echo "demo: run report: $report_dir/live-migration-h1.html (record: live-migration-h1.json)"
+fi
 
 if [ "$keep" = 1 ]; then
 	cat <<EOT
@@ -41,3 +49,4 @@ demo: the lab '$lab' stays up. Try:
 Tear it down with: make lab-down LAB_NAME=$lab
 EOT
 fi
+[ "$rc" -eq 0 ] || exit "$rc"

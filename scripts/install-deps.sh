@@ -17,6 +17,7 @@ apt_packages="
   busybox-static cpio kmod iproute2 procps psmisc util-linux
   build-essential bc flex bison libelf-dev libssl-dev dwarves rsync
   debhelper-compat xz-utils zstd git shellcheck python3-pip-whl
+  chromium
 "
 
 missing=""

@@ -1,0 +1,446 @@
+# -*- coding: utf-8 -*-
+# Copyright: presplit.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The record and the self-contained HTML page of a live migration run.
+
+Pure Python (standard library only): ``build_record`` shapes the results of the
+live_migration role (plus, optionally, the output of presplit.kvm.evacuation_plan)
+into a JSON-ready dict, and ``render_html`` draws that record as one HTML page with
+inline CSS and an inline SVG timeline, so the page opens anywhere, offline.
+
+The record depends on its inputs only (no clock, no host name), so writing it
+again for the same run yields the same bytes.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import html
+
+RECORD_VERSION = 1
+STATUSES = ("migrated", "already_migrated", "failed")
+
+# Timeline geometry, in SVG user units (pixels at 100% zoom).
+LANE_LABEL_W = 90
+PLOT_W = 900
+ROW_H = 22
+ROW_GAP = 4
+LANE_PAD = 8
+AXIS_H = 28
+# A 100 ms downtime in a 5 min run would be invisible: draw at least this wide.
+MIN_PHASE_W = 3
+
+PHASE_COLOURS = {"presplit": "#7b61c4", "setup": "#aab3c0", "precopy": "#2f80c9", "downtime": "#e8912d", "incoming": "#9cc3e6",
+                 "failed": "#e06666"}
+
+
+class ReportError(Exception):
+    """The results or the plan cannot be turned into a report."""
+
+
+def _number(value):
+    """A float, or None for a missing or empty value."""
+    if value is None or value == "":
+        return None
+    return float(value)
+
+
+def _interval(start, end):
+    if start is None or end is None or end < start:
+        return None
+    return [round(start, 3), round(end, 3)]
+
+
+def _phases(result):
+    """Wall-clock [start, end] (epoch s) of each phase; None where unknown.
+
+    The controller knows when it launched a migration and when it ended; libvirt's job
+    time (total_time_ms) says how much of that was the migration job itself, the rest
+    being start-up (module start, connecting to the destination).
+    """
+    presplit = _interval(_number(result.get("presplit_started")), _number(result.get("presplit_ended")))
+    started = _number(result.get("migration_started"))
+    ended = _number(result.get("migration_ended"))
+    if _interval(started, ended) is None:
+        return {"presplit": presplit, "setup": None, "precopy": None, "downtime": None}
+    job_s = _number(result.get("total_time_ms"))
+    job_started = started if job_s is None else min(ended, max(started, ended - job_s / 1000.0))
+    downtime_s = (_number(result.get("downtime_ms")) or 0.0) / 1000.0
+    # The guest is paused at the very end of the job (the last copy pass).
+    pause = max(job_started, ended - downtime_s)
+    return {"presplit": presplit,
+            "setup": _interval(started, job_started) if job_started - started >= 0.001 else None,
+            "precopy": _interval(job_started, pause),
+            "downtime": _interval(pause, ended) if downtime_s else None}
+
+
+def _planned_migrations(plan):
+    """Map domain -> planned migration from an evacuation_plan output."""
+    if not isinstance(plan, dict) or not isinstance(plan.get("waves"), list):
+        raise ReportError("plan must be the output of presplit.kvm.evacuation_plan (a dict with 'waves')")
+    planned = {}
+    for wave in plan["waves"]:
+        for migration in wave.get("migrations", []):
+            planned[str(migration["domain"])] = migration
+    return planned
+
+
+def _migration_entry(result):
+    for key in ("domain", "status"):
+        if key not in result:
+            raise ReportError("every result needs a %r: %r" % (key, result))
+    if result["status"] not in STATUSES:
+        raise ReportError("result for %s has unknown status %r (expected one of %s)"
+                          % (result["domain"], result["status"], ", ".join(STATUSES)))
+    phases = _phases(result)
+    # The migration job's own duration, which is what the planner predicts; without it,
+    # the wall time from launch to end.
+    measured = _number(result.get("total_time_ms"))
+    if measured is not None:
+        measured = round(measured / 1000.0, 3)
+    elif phases["precopy"] is not None:
+        launched = (phases["setup"] or phases["precopy"])[0]
+        measured = round((phases["downtime"] or phases["precopy"])[1] - launched, 3)
+    return {
+        "domain": str(result["domain"]),
+        "source": str(result.get("source") or ""),
+        "destination": str(result.get("destination") or ""),
+        "status": result["status"],
+        "msg": str(result.get("msg") or ""),
+        "total_time_ms": result.get("total_time_ms"),
+        "downtime_ms": result.get("downtime_ms"),
+        "iterations": result.get("iterations"),
+        "data_transferred": result.get("data_transferred"),
+        "measured_s": measured,
+        "phases": phases,
+    }
+
+
+def _plan_comparison(migrations, planned):
+    rows = []
+    for entry in migrations:
+        predicted = planned.get(entry["domain"])
+        if predicted is None:
+            continue
+        predicted_s = _number(predicted.get("duration_s"))
+        measured_s = entry["measured_s"] if entry["status"] == "migrated" else None
+        ratio = None
+        if predicted_s and measured_s is not None:
+            ratio = round(measured_s / predicted_s, 3)
+        rows.append({
+            "domain": entry["domain"],
+            "status": entry["status"],
+            "planned_destination": str(predicted.get("destination") or ""),
+            "destination": entry["destination"],
+            "mode": predicted.get("mode"),
+            "wave": predicted.get("wave"),
+            "predicted_s": predicted_s,
+            "measured_s": measured_s,
+            "measured_over_predicted": ratio,
+            "predicted_downtime_ms": predicted.get("downtime_ms"),
+            "downtime_ms": entry["downtime_ms"],
+        })
+    return rows
+
+
+def _span(migrations):
+    """Earliest start and latest end over every phase of every migration, or (None, None)."""
+    edges = [edge for entry in migrations for phase in entry["phases"].values() if phase for edge in phase]
+    if not edges:
+        return None, None
+    return min(edges), max(edges)
+
+
+def build_record(results, plan=None, title="Live migration run"):
+    """The JSON-ready record of a run: one entry per result, failures, hosts and totals.
+
+    ``results``: the live_migration role's ``live_migration_results`` (dicts with domain,
+    source, destination, status, the job figures, msg and the phase timestamps).
+    ``plan``: optional presplit.kvm.evacuation_plan output, compared with what happened.
+    """
+    if not isinstance(results, list):
+        raise ReportError("results must be a list of dicts")
+    migrations = [_migration_entry(result) for result in results]
+    started, ended = _span(migrations)
+    hosts = sorted({h for entry in migrations for h in (entry["source"], entry["destination"]) if h})
+    failures = [{key: entry[key] for key in ("domain", "source", "destination", "msg")}
+                for entry in migrations if entry["status"] == "failed"]
+    downtimes = [entry["downtime_ms"] for entry in migrations if _number(entry["downtime_ms"]) is not None]
+    summary = {
+        "domains": len(migrations),
+        "migrated": sum(1 for entry in migrations if entry["status"] == "migrated"),
+        "already_migrated": sum(1 for entry in migrations if entry["status"] == "already_migrated"),
+        "failed": len(failures),
+        "wall_time_s": round(ended - started, 3) if started is not None else None,
+        "max_downtime_ms": max(downtimes, key=float) if downtimes else None,
+        "data_transferred": sum(int(entry["data_transferred"] or 0) for entry in migrations),
+    }
+    record = {
+        "version": RECORD_VERSION,
+        "title": str(title),
+        "started": started,
+        "ended": ended,
+        "hosts": hosts,
+        "summary": summary,
+        "failures": failures,
+        "migrations": migrations,
+        "plan_vs_actual": None,
+    }
+    if plan:
+        record["plan_vs_actual"] = _plan_comparison(migrations, _planned_migrations(plan))
+        summary["planned_makespan_s"] = _number(plan.get("summary", {}).get("makespan_s"))
+    return record
+
+
+# --- HTML -------------------------------------------------------------------------------------
+
+def _e(value):
+    """Text or attribute value made safe for HTML and inline SVG (quotes included)."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _utc(epoch):
+    if epoch is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _seconds(value):
+    return "-" if value is None else "%.2f s" % value
+
+
+def _cell(value, fmt="%s"):
+    return "-" if value is None or value == "" else fmt % value
+
+
+def _mib(value):
+    return "-" if value is None else "%.1f" % (int(value) / 1048576.0)
+
+
+def _tick_step(span_s):
+    """A round tick interval giving about 5 to 10 ticks over span_s seconds."""
+    for step in (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200):
+        if span_s / step <= 10:
+            return step
+    return 14400
+
+
+def _pack_rows(bars):
+    """Assign each (start, end, ...) bar the first row of its lane where it overlaps nothing."""
+    row_ends = []
+    placed = []
+    for span in sorted(bars, key=lambda b: (b[0], b[1])):
+        for row, end in enumerate(row_ends):
+            if span[0] >= end:
+                row_ends[row] = span[1]
+                break
+        else:
+            row = len(row_ends)
+            row_ends.append(span[1])
+        placed.append((row, span))
+    return placed, max(1, len(row_ends))
+
+
+def _lane_bars(record):
+    """Per host: outgoing bars (every phase) on the source, incoming bars on the destination."""
+    lanes = {host: [] for host in record["hosts"]}
+    for entry in record["migrations"]:
+        phases = entry["phases"]
+        known = [phase for phase in phases.values() if phase]
+        if not known:
+            continue
+        start, end = min(p[0] for p in known), max(p[1] for p in known)
+        if entry["source"]:
+            lanes[entry["source"]].append((start, end, entry, "out"))
+        migration = [p for p in (phases["precopy"], phases["downtime"]) if p]
+        if entry["destination"] and migration:
+            lanes[entry["destination"]].append((migration[0][0], migration[-1][1], entry, "in"))
+    return lanes
+
+
+def _svg_bar(entry, direction, row_y, x_of):
+    phases = entry["phases"]
+    label = "%s %s %s" % (entry["domain"], "\u2192" if direction == "out" else "\u2190",
+                          entry["destination"] if direction == "out" else entry["source"])
+    parts = ['<g class="bar %s %s">' % (direction, _e(entry["status"]))]
+    title_lines = [label, "status: %s" % entry["status"]]
+    drawn = []
+    names = ("presplit", "setup", "precopy", "downtime") if direction == "out" else ("precopy", "downtime")
+    for name in names:
+        phase = phases[name]
+        if not phase:
+            continue
+        x0 = x_of(phase[0])
+        width = max(MIN_PHASE_W, x_of(phase[1]) - x0)
+        colour = PHASE_COLOURS[name]
+        if name == "precopy" and entry["status"] == "failed":
+            colour = PHASE_COLOURS["failed"]
+        elif name == "precopy" and direction == "in":
+            colour = PHASE_COLOURS["incoming"]
+        parts.append('<rect class="phase %s" x="%.1f" y="%.1f" width="%.1f" height="%d" fill="%s"/>'
+                     % (name, x0, row_y, width, ROW_H, colour))
+        title_lines.append("%s: %.2f s" % (name, phase[1] - phase[0]))
+        drawn.append((x0, x0 + width))
+    left, right = drawn[0][0], drawn[-1][1]
+    if entry["status"] == "failed":
+        parts.append('<rect class="failed-outline" x="%.1f" y="%.1f" width="%.1f" height="%d"/>'
+                     % (left, row_y, right - left, ROW_H))
+        label = "\u2716 " + label
+    parts.append('<text x="%.1f" y="%.1f" class="bar-label">%s</text>' % (left + 4, row_y + ROW_H - 7, _e(label)))
+    parts.append("<title>%s</title></g>" % _e("\n".join(title_lines)))
+    return "".join(parts)
+
+
+def _ticks(span, x_of, top, bottom):
+    step = _tick_step(span)
+    parts = []
+    tick = 0.0
+    while tick <= span + 1e-9:
+        x = x_of(tick)
+        parts.append('<line class="tick" x1="%.1f" y1="%d" x2="%.1f" y2="%d"/>'
+                     '<text class="tick-label" x="%.1f" y="%d">%g s</text>' % (x, top, x, bottom, x, top - 6, tick))
+        tick += step
+    return parts
+
+
+def render_timeline(record):
+    """Inline SVG: one lane per host, one bar per VM leaving it (pre-split, pre-copy,
+    downtime) and a lighter bar per VM arriving; overlapping bars stack in rows."""
+    if record["started"] is None:
+        return '<p class="note">No phase timestamps in the results: no timeline to draw.</p>'
+    span = max(record["ended"] - record["started"], 0.001)
+    width = LANE_LABEL_W + PLOT_W + 10
+
+    def x_of(epoch):
+        return LANE_LABEL_W + (epoch - record["started"]) / span * PLOT_W
+
+    # Lane backgrounds first, then the grid, then the bars, so nothing hides a bar.
+    lanes, bars = [], []
+    y = AXIS_H
+    for index, (host, host_bars) in enumerate(sorted(_lane_bars(record).items())):
+        placed, rows = _pack_rows(host_bars)
+        lane_h = rows * (ROW_H + ROW_GAP) - ROW_GAP + 2 * LANE_PAD
+        lanes.append('<rect class="lane%s" x="0" y="%d" width="%d" height="%d"/>'
+                     % (" odd" if index % 2 else "", y, width, lane_h))
+        lanes.append('<text class="host" x="8" y="%.1f">%s</text>' % (y + lane_h / 2.0 + 5, _e(host)))
+        for row, (_start, _end, entry, direction) in placed:
+            bars.append(_svg_bar(entry, direction, y + LANE_PAD + row * (ROW_H + ROW_GAP), x_of))
+        y += lane_h
+    height = y + 4
+    grid = _ticks(span, lambda s: x_of(record["started"] + s), AXIS_H - 4, height)
+    return ('<svg class="timeline" xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" '
+            'role="img" aria-label="migration timeline">%s%s%s</svg>'
+            % (width, height, width, height, "".join(lanes), "".join(grid), "".join(bars)))
+
+
+def _legend():
+    items = [("presplit", "pre-split"), ("setup", "start-up"), ("precopy", "pre-copy"), ("downtime", "downtime (guest paused)"),
+             ("incoming", "arriving on destination")]
+    return '<p class="legend">%s<span class="swatch failed" style="background:%s"></span>failed</p>' % ("".join(
+        '<span class="swatch" style="background:%s"></span>%s' % (PHASE_COLOURS[key], _e(text)) for key, text in items),
+        PHASE_COLOURS["failed"])
+
+
+def _failures_html(record):
+    if not record["failures"]:
+        return '<p class="ok">No failures: every domain runs on its destination.</p>'
+    rows = "".join("<li><strong>%s</strong> %s \u2192 %s: %s</li>"
+                   % (_e(f["domain"]), _e(f["source"]), _e(f["destination"]), _e(f["msg"]))
+                   for f in record["failures"])
+    return ('<section class="failures"><h2>%d failed migration%s</h2><ul>%s</ul></section>'
+            % (len(record["failures"]), "" if len(record["failures"]) == 1 else "s", rows))
+
+
+def _stats_html(record):
+    head = ("<tr><th>domain</th><th>from</th><th>to</th><th>status</th><th>pre-split</th><th>migration job</th>"
+            "<th>downtime ms</th><th>iterations</th><th>data MiB</th><th>message</th></tr>")
+    rows = []
+    for entry in record["migrations"]:
+        presplit = entry["phases"]["presplit"]
+        rows.append("<tr class=\"%s\"><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>"
+                    "<td>%s</td><td>%s</td><td>%s</td><td class=\"msg\">%s</td></tr>" % (
+                        _e(entry["status"]), _e(entry["domain"]), _e(entry["source"]), _e(entry["destination"]),
+                        _e(entry["status"]), _e(_seconds(presplit[1] - presplit[0] if presplit else None)),
+                        _e(_seconds(entry["measured_s"])), _e(_cell(entry["downtime_ms"])),
+                        _e(_cell(entry["iterations"])), _e(_mib(entry["data_transferred"])), _e(entry["msg"])))
+    return "<table class=\"stats\">%s%s</table>" % (head, "".join(rows))
+
+
+def _plan_html(record):
+    comparison = record["plan_vs_actual"]
+    if comparison is None:
+        return '<p class="note">No evacuation plan was given: nothing to compare with.</p>'
+    if not comparison:
+        return '<p class="note">The plan holds none of these domains.</p>'
+    head = ("<tr><th>domain</th><th>wave</th><th>mode</th><th>planned to</th><th>went to</th><th>predicted</th>"
+            "<th>measured</th><th>measured / predicted</th><th>predicted downtime ms</th><th>downtime ms</th></tr>")
+    rows = []
+    for row in comparison:
+        moved_elsewhere = row["planned_destination"] and row["planned_destination"] != row["destination"]
+        rows.append("<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td%s>%s</td><td>%s</td><td>%s</td>"
+                    "<td>%s</td><td>%s</td><td>%s</td></tr>" % (
+                        _e(row["domain"]), _e(_cell(row["wave"])), _e(_cell(row["mode"])),
+                        _e(row["planned_destination"]), ' class="differs"' if moved_elsewhere else "",
+                        _e(row["destination"]), _e(_seconds(row["predicted_s"])),
+                        _e(_seconds(row["measured_s"]) if row["status"] == "migrated" else row["status"]),
+                        _e(_cell(row["measured_over_predicted"], "%.2f\u00d7")),
+                        _e(_cell(row["predicted_downtime_ms"])), _e(_cell(row["downtime_ms"]))))
+    return "<table class=\"plan\">%s%s</table>" % (head, "".join(rows))
+
+
+def _summary_html(record):
+    s = record["summary"]
+    facts = [("domains", s["domains"]), ("migrated", s["migrated"]), ("already there", s["already_migrated"]),
+             ("failed", s["failed"]), ("wall time", _seconds(s["wall_time_s"])),
+             ("max downtime", _cell(s["max_downtime_ms"], "%s ms")), ("data", "%s MiB" % _mib(s["data_transferred"]))]
+    if "planned_makespan_s" in s:
+        facts.append(("planned makespan", _seconds(s["planned_makespan_s"])))
+    return '<dl class="summary">%s</dl>' % "".join(
+        '<div%s><dt>%s</dt><dd>%s</dd></div>' % (' class="bad"' if label == "failed" and value else "",
+                                                 _e(label), _e(value)) for label, value in facts)
+
+
+STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#1d2430;background:#fff}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:24px 0 8px}
+.when{color:#5b6575;margin:0 0 16px}
+.summary{display:flex;flex-wrap:wrap;gap:10px;margin:0 0 8px}
+.summary div{border:1px solid #d5dae2;border-radius:6px;padding:6px 12px;min-width:90px}
+.summary dt{font-size:12px;color:#5b6575}.summary dd{margin:0;font-size:18px;font-weight:600}
+.summary .bad{border-color:#c62828;background:#fdecea}.summary .bad dd{color:#c62828}
+.failures{border:2px solid #c62828;background:#fdecea;border-radius:6px;padding:4px 16px;margin:16px 0}
+.failures h2{color:#c62828;margin-top:10px}.ok{color:#2e7d32;font-weight:600}
+.legend{font-size:12px;color:#39414f}.swatch{display:inline-block;width:14px;height:10px;margin:0 4px 0 12px;
+vertical-align:middle;border-radius:2px}.swatch.failed{border:2px solid #c62828;width:10px;height:6px}
+.timeline{max-width:100%;height:auto;border:1px solid #d5dae2;border-radius:6px}
+.timeline .lane{fill:#f7f9fc}.timeline .lane.odd{fill:#eef2f8}
+.timeline .host{font-weight:600;font-size:13px;fill:#1d2430}
+.timeline .tick{stroke:#c9d0db;stroke-width:1}.timeline .tick-label{font-size:11px;fill:#5b6575;text-anchor:middle}
+.timeline .bar-label{font-size:11px;fill:#fff;pointer-events:none}
+.timeline .bar.in .bar-label{fill:#1d2430}
+.timeline .failed-outline{fill:none;stroke:#c62828;stroke-width:2.5}
+table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{border-bottom:1px solid #e1e5eb;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f0f3f7;font-weight:600}tr.failed td{background:#fdecea}tr.failed td:nth-child(4){color:#c62828;font-weight:600}
+td.msg{color:#5b6575;max-width:420px;overflow-wrap:anywhere}.differs{color:#c62828;font-weight:600}
+.note{color:#5b6575;font-style:italic}
+"""
+
+
+def render_html(record):
+    """The whole page: summary, failures first, timeline, per-VM stats, plan versus actual."""
+    return "".join([
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
+        "<title>%s</title><style>%s</style></head><body>" % (_e(record["title"]), STYLE),
+        "<h1>%s</h1>" % _e(record["title"]),
+        "<p class=\"when\">%s \u2013 %s</p>" % (_e(_utc(record["started"])), _e(_utc(record["ended"]))),
+        _summary_html(record),
+        _failures_html(record),
+        "<h2>Timeline</h2>", _legend(), render_timeline(record),
+        "<h2>Per-VM statistics</h2>", _stats_html(record),
+        "<h2>Plan versus actual</h2>", _plan_html(record),
+        "</body></html>\n",
+    ])
