@@ -16,7 +16,7 @@ from .kvm_counts import huge_mappings, read_mapping_counts
 from .kvm_domain import DEFAULT_RUN_DIR, DEFAULT_URI, DomainInventory, require_running
 from .kvm_errors import InvalidArgument, NotKvmAccelerated, PresplitError, Unsupported
 from .kvm_hold_state import DEFAULT_STATE_DIR, HoldState
-from .kvm_host import host_facts, kvm_capabilities, virt_versions
+from .kvm_host import host_facts, kvm_capabilities, thp_mode, virt_versions
 from .kvm_process import take_vm_fd
 from .kvm_split import DEFAULT_CHUNK, SplitDriver, guest_range, passes_for, validate_chunk, validate_rate
 from .kvm_uapi import LEVEL_BY_NAME
@@ -68,7 +68,7 @@ class PresplitHost:
         return facts
 
     def inspect(self, ident):
-        return self._describe(self.inventory.lookup(ident), host_facts(self.sys_root)["thp_mode"])
+        return self._describe(self.inventory.lookup(ident), thp_mode(self.sys_root))
 
     def _describe(self, info, thp):
         entry = {"name": info.name, "uuid": info.uuid, "running": info.active, "pid": info.pid,
@@ -182,9 +182,9 @@ class PresplitHost:
         return result
 
     def _unsupported_reason(self, split_cap, level):
-        facts = host_facts(self.sys_root)
         if split_cap:
             return "KVM_CAP_SPLIT_HUGE_PAGES = %#x does not accept level %s" % (split_cap, level)
+        facts = host_facts(self.sys_root)
         return "host mode %r: %s" % (facts["mode"], facts["mode_reason"])
 
 
