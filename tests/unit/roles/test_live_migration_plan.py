@@ -42,6 +42,9 @@ CASES = [
     {"domains": ["d%d" % i for i in range(7)] + PINNED, "destinations": ["h2", "h3", "h4"],
      "per_source": per_source, "per_dest": per_dest}
     for per_source, per_dest in ((1, 1), (2, 1), (3, 2), (4, 4))
+] + [
+    # Every domain pinned: no destination list is needed (the role's input check allows it).
+    {"domains": PINNED, "destinations": [], "per_source": 2, "per_dest": 1},
 ]
 
 
@@ -63,6 +66,11 @@ def test_round_robin_placement_and_pinned_destination(plans):
     assert plans[0]["placement"] == [
         {"domain": "a", "destination": "h2"}, {"domain": "b", "destination": "h3"},
         {"domain": "c", "destination": "h9"}, {"domain": "d", "destination": "h3"}]
+
+
+def test_all_pinned_without_destinations(plans):
+    assert plans[-1]["placement"] == [{"domain": "p1", "destination": "h2"}, {"domain": "p2", "destination": "h2"}]
+    assert plans[-1]["waves"] == [[{"domain": "p1", "destination": "h2"}], [{"domain": "p2", "destination": "h2"}]]
 
 
 @pytest.mark.parametrize("index", range(1, len(CASES)))
