@@ -131,3 +131,28 @@ def cpu_compatibility(domain, dest_conn):
 
 def free_memory_bytes(conn):
     return conn.getFreeMemory()
+
+
+def active_domains(conn):
+    """Every active (running, paused, ...) domain of conn, sorted by name."""
+    try:
+        domains = conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+    except libvirt.libvirtError as exc:
+        raise LibvirtClientError("listing the domains of %s: %s" % (conn.getURI(), exc))
+    return sorted(domains, key=lambda domain: domain.name())
+
+
+def host_cpus(conn):
+    """Number of active host CPUs (virNodeGetInfo)."""
+    try:
+        return conn.getInfo()[2]
+    except libvirt.libvirtError as exc:
+        raise LibvirtClientError("reading the node information of %s: %s" % (conn.getURI(), exc))
+
+
+def host_name(conn):
+    """The host name libvirtd reports (virConnectGetHostname)."""
+    try:
+        return conn.getHostname()
+    except libvirt.libvirtError as exc:
+        raise LibvirtClientError("reading the host name of %s: %s" % (conn.getURI(), exc))

@@ -69,3 +69,24 @@ def test_unreachable_uri_names_role_and_uri():
     with pytest.raises(lc.LibvirtClientError) as err:
         lc.open_connection("qemu+tcp://127.0.0.1:1/system", "destination")
     assert "cannot connect to destination libvirt qemu+tcp://127.0.0.1:1/system" in str(err.value)
+
+
+def test_active_domains_host_cpus_and_name(conn):
+    stopped = conn.defineXML("<domain type='test'><name>a-stopped</name><memory>1024</memory>"
+                             "<os><type>hvm</type></os></domain>")
+    started = conn.createXML("<domain type='test'><name>a-running</name><memory>1024</memory>"
+                             "<os><type>hvm</type></os></domain>", 0)
+    try:
+        assert [dom.name() for dom in lc.active_domains(conn)] == ["a-running", "test"]
+    finally:
+        started.destroy()
+        stopped.undefine()
+    assert lc.host_cpus(conn) == 16         # the test driver's default node
+    assert lc.host_name(conn) == conn.getHostname()
+
+
+def test_listing_a_closed_connection_names_the_call():
+    closed = lc.open_connection("test:///default", "source")
+    closed.close()
+    with pytest.raises(Exception):
+        lc.active_domains(closed)
