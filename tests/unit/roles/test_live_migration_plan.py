@@ -45,7 +45,15 @@ CASES = [
 ] + [
     # Every domain pinned: no destination list is needed (the role's input check allows it).
     {"domains": PINNED, "destinations": [], "per_source": 2, "per_dest": 1},
+    # Waves as evacuation_plan planned them (listed out of order), with per-domain options,
+    # and one domain without a wave that is packed after them.
+    {"domains": [{"name": "w2", "destination": "h3", "wave": 2},
+                 {"name": "w1a", "destination": "h2", "wave": 1, "options": {"auto_converge": True}},
+                 {"name": "w1b", "destination": "h2", "wave": 1},
+                 {"name": "free", "destination": "h3"}],
+     "destinations": [], "per_source": 2, "per_dest": 1},
 ]
+PLANNED = len(CASES) - 1
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +77,20 @@ def test_round_robin_placement_and_pinned_destination(plans):
 
 
 def test_all_pinned_without_destinations(plans):
-    assert plans[-1]["placement"] == [{"domain": "p1", "destination": "h2"}, {"domain": "p2", "destination": "h2"}]
-    assert plans[-1]["waves"] == [[{"domain": "p1", "destination": "h2"}], [{"domain": "p2", "destination": "h2"}]]
+    assert plans[-2]["placement"] == [{"domain": "p1", "destination": "h2"}, {"domain": "p2", "destination": "h2"}]
+    assert plans[-2]["waves"] == [[{"domain": "p1", "destination": "h2"}], [{"domain": "p2", "destination": "h2"}]]
 
 
-@pytest.mark.parametrize("index", range(1, len(CASES)))
+def test_planned_waves_are_kept_in_order_with_their_options(plans):
+    waves = plans[PLANNED]["waves"]
+    # The planned wave 1 holds two domains bound for h2, more than per_dest allows: the
+    # plan's own limits decide, the role does not re-pack it.
+    assert [[item["domain"] for item in wave] for wave in waves] == [["w1a", "w1b"], ["w2"], ["free"]]
+    assert waves[0][0]["options"] == {"auto_converge": True}
+    assert "options" not in waves[0][1] and "wave" not in waves[2][0]
+
+
+@pytest.mark.parametrize("index", range(1, PLANNED))
 def test_waves_respect_both_limits_and_keep_every_domain(plans, index):
     case, placement, waves = CASES[index], plans[index]["placement"], plans[index]["waves"]
     assert sorted(item["domain"] for wave in waves for item in wave) == sorted(p["domain"] for p in placement)
