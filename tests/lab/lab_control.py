@@ -28,12 +28,14 @@ def _ansible_playbook():
     return shutil.which("ansible-playbook") or "ansible-playbook"
 
 
-def run_playbook(name, lab_name, **extra_vars):
-    """Run presplit.kvm.<name> for lab_name; raise with its output on failure."""
+def run_playbook(name, lab_name, with_inventory=False, **extra_vars):
+    """Run presplit.kvm.<name> for lab_name, against the lab's hosts with with_inventory;
+    raise with its output on failure."""
     variables = dict(extra_vars, lab_name=lab_name)
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
+    inventory_args = ["-i", str(inventory(lab_name))] if with_inventory else []
     result = subprocess.run(
-        [_ansible_playbook(), f"presplit.kvm.{name}", "-e", json.dumps(variables)],
+        [_ansible_playbook(), *inventory_args, f"presplit.kvm.{name}", "-e", json.dumps(variables)],
         cwd=REPO, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(

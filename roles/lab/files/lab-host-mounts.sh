@@ -18,6 +18,8 @@ bind "$dir/run-libvirt" /run/libvirt
 bind "$dir/log-libvirt" /var/log/libvirt
 bind "$dir/cache-libvirt" /var/cache/libvirt
 bind "$dir/root-ssh" /root/.ssh
+# State the presplit.kvm roles keep on a host (rolling maintenance progress).
+bind "$dir/lib-presplit-kvm" /var/lib/presplit-kvm
 mount --bind "$dir/hosts" /etc/hosts
 mount --bind "$dir/hostname" /etc/hostname
 hostname "$host"
