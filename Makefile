@@ -49,10 +49,11 @@ integration: deps collection-link
 
 # The patched KVM under TCG: the ioctl tests, then the host helper (Python
 # layer and kvm-presplit CLI) against a VM held by another process and a
-# real nested QEMU.
-kernel: deps
+# real nested QEMU, then the kernel_stage role (modules method) over SSH.
+kernel: deps collection-link
 	./tests/kernel/run.sh
 	./tests/kernel/run-helper.sh
+	./tests/kernel/run-stage.sh
 
 test: deps
 	./tests/run-all.sh
