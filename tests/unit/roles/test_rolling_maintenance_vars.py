@@ -1,0 +1,84 @@
+"""The rolling_maintenance role's view of a batch plan (roles/rolling_maintenance/vars/main.yml):
+each host takes its own migrations, keeps their waves, and gets the live_migrate options of
+its planned mode. Evaluated by ansible-playbook itself on localhost."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.presplit.kvm.plugins.module_utils.evacuation_planner import plan_evacuation
+
+REPO = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+ROLE_VARS = os.path.join(REPO, "roles", "rolling_maintenance", "vars", "main.yml")
+ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+
+PLAYBOOK = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars_files: [%s]
+  tasks:
+    - ansible.builtin.copy:
+        content: >-
+          {{ {'migrations': rolling_maintenance_migrations, 'placement': rolling_maintenance_my_placement,
+              'shutdown': rolling_maintenance_my_shutdown, 'go': rolling_maintenance_go} | to_json }}
+        dest: "{{ output }}"
+        mode: "0600"
+      vars:
+        inventory_hostname: h1
+""" % ROLE_VARS
+
+HOSTS = [{"name": name, "memory_free_mib": 65536} for name in ("h1", "h2", "h3", "h4")]
+DOMAINS = [
+    # On h1: an idle guest, one that dirties too fast for pre-copy at the link's speed
+    # (auto-converge or post-copy), and a pinned one.
+    {"name": "idle", "host": "h1", "memory_mib": 4096},
+    {"name": "busy", "host": "h1", "memory_mib": 8192, "dirty_rate_mib_per_s": 2000},
+    {"name": "gpu", "host": "h1", "memory_mib": 1024, "pinned": True},
+    # On h2, drained in the same batch: not h1's business.
+    {"name": "other", "host": "h2", "memory_mib": 2048},
+]
+
+
+@pytest.fixture(scope="module")
+def view(tmp_path_factory):
+    plan = plan_evacuation(HOSTS, DOMAINS, ["h1", "h2"], limits={"max_outgoing_per_host": 1},
+                           non_migratable_policy="shutdown_and_restart")
+    tmp = tmp_path_factory.mktemp("rolling")
+    (tmp / "play.yml").write_text(PLAYBOOK)
+    (tmp / "vars.json").write_text(json.dumps({"rolling_maintenance_plan": plan, "output": str(tmp / "out.json")}))
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
+    proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", str(tmp / "play.yml"), "-e", "@%s" % (tmp / "vars.json")],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return plan, json.loads((tmp / "out.json").read_text())
+
+
+def test_host_takes_only_its_own_migrations_in_plan_order(view):
+    plan, mine = view
+    expected = [(m["domain"], m["destination"], wave["wave"]) for wave in plan["waves"]
+                for m in wave["migrations"] if m["source"] == "h1"]
+    assert [(m["name"], m["destination"], m["wave"]) for m in mine["migrations"]] == expected
+    assert sorted(entry[0] for entry in expected) == ["busy", "idle"]
+    assert mine["placement"] == {entry[0]: entry[1] for entry in expected}
+    assert mine["shutdown"] == ["gpu"]
+    assert mine["go"] is True
+
+
+def test_options_follow_the_planned_mode_and_bandwidth(view):
+    plan, mine = view
+    planned = {m["domain"]: m for wave in plan["waves"] for m in wave["migrations"]}
+    assert planned["idle"]["mode"] == "pre_copy"
+    assert planned["busy"]["mode"] in ("auto_converge", "post_copy")
+    expected_mode_options = {
+        "pre_copy": {},
+        "auto_converge": {"auto_converge": True},
+        "post_copy": {"post_copy": True, "completion_timeout_action": "postcopy"},
+    }
+    for entry in mine["migrations"]:
+        migration = planned[entry["name"]]
+        assert entry["options"] == dict(expected_mode_options[migration["mode"]],
+                                        bandwidth=int(migration["bandwidth_mib_per_s"]))
