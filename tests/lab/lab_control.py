@@ -21,7 +21,7 @@ STATE_ROOT = Path("/run/presplit-lab")
 STATUS_FIELD = re.compile(r"(\w+)=(\S+)")
 
 
-def _ansible_playbook():
+def ansible_playbook():
     beside_python = Path(sys.executable).parent / "ansible-playbook"
     if beside_python.exists():
         return str(beside_python)
@@ -35,7 +35,7 @@ def run_playbook(name, lab_name, with_inventory=False, **extra_vars):
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
     inventory_args = ["-i", str(inventory(lab_name))] if with_inventory else []
     result = subprocess.run(
-        [_ansible_playbook(), *inventory_args, f"presplit.kvm.{name}", "-e", json.dumps(variables)],
+        [ansible_playbook(), *inventory_args, f"presplit.kvm.{name}", "-e", json.dumps(variables)],
         cwd=REPO, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(
@@ -44,9 +44,9 @@ def run_playbook(name, lab_name, with_inventory=False, **extra_vars):
     return result
 
 
-def recap_changed(playbook_result):
-    """The 'changed=' count of localhost's PLAY RECAP line."""
-    match = re.search(r"localhost\s*:.*\bchanged=(\d+)", playbook_result.stdout)
+def recap_changed(playbook_result, host="localhost"):
+    """The 'changed=' count of host's PLAY RECAP line."""
+    match = re.search(r"^%s\s*:.*\bchanged=(\d+)" % re.escape(host), playbook_result.stdout, re.MULTILINE)
     if not match:
         raise AssertionError(f"no PLAY RECAP in:\n{playbook_result.stdout[-2000:]}")
     return int(match.group(1))
