@@ -309,9 +309,17 @@ elapsed_s:
   returned: when a migration ran
   type: float
   sample: 2.41
+started_at:
+  description:
+    - When the migration call started, in seconds since the epoch by the source host's clock; with RV(elapsed_s)
+      it places the migration on a timeline (the run report does).
+  returned: when a migration ran
+  type: float
+  sample: 1795629472.613
 """
 
 import threading
+import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
@@ -555,6 +563,7 @@ def run(module):
         schedule = downtime_schedule(params["max_downtime"], params["downtime_steps"],
                                      params["downtime_delay"], memory)
     deadline_s = completion_deadline_s(params["completion_timeout"], memory)
+    started_at = time.time()
     call = start_migration_call(module, source_domain, probe.conn, dest_uri,
                                 migration_flags(params, lv), migration_params(params, lv))
     monitor = MigrationMonitor(source_domain, call, lv, params["poll_interval"], schedule, deadline_s,
@@ -562,7 +571,7 @@ def run(module):
     outcome = monitor.run()
     result.update(progress=progress_summary(outcome.samples), actions=outcome.actions,
                   downtime_schedule=[[round(at, 3), ms] for at, ms in schedule],
-                  elapsed_s=round(outcome.elapsed_s, 3))
+                  started_at=round(started_at, 3), elapsed_s=round(outcome.elapsed_s, 3))
     if outcome.error is not None:
         result["changed"] = outcome.paused_by_monitor or outcome.post_copy_started
         probe.join()
