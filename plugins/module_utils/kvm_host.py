@@ -46,14 +46,24 @@ def _yes(value):
     return None if value is None else value.upper() in ("Y", "1")
 
 
-def thp_mode(sys_root="/sys"):
-    value = _read(os.path.join(sys_root, "kernel/mm/transparent_hugepage/enabled"))
-    match = re.search(r"\[(\w+)\]", value or "")
+def _selected(path):
+    """The selected value of a sysfs choice file such as 'always [madvise] never'."""
+    match = re.search(r"\[([\w-]+)\]", _read(path) or "")
     return match.group(1) if match else None
 
 
-def hugetlb_pools(sys_root="/sys"):
-    """{'2M': {'total': n, 'free': n}, '1G': {...}} for every hugetlb page size."""
+def thp_mode(sys_root="/sys"):
+    """Transparent huge pages for anonymous memory: always, madvise or never."""
+    return _selected(os.path.join(sys_root, "kernel/mm/transparent_hugepage/enabled"))
+
+
+def thp_shmem_mode(sys_root="/sys"):
+    """Transparent huge pages for shmem and memfd memory: always, within_size, advise, never, ..."""
+    return _selected(os.path.join(sys_root, "kernel/mm/transparent_hugepage/shmem_enabled"))
+
+
+def hugetlb_page_counts(sys_root="/sys"):
+    """{page KiB: {'total', 'free', 'reserved'}} for every hugetlb page size."""
     base = os.path.join(sys_root, "kernel/mm/hugepages")
     pools = {}
     try:
@@ -64,10 +74,18 @@ def hugetlb_pools(sys_root="/sys"):
         match = re.match(r"hugepages-(\d+)kB$", entry)
         if not match:
             continue
-        kib = int(match.group(1))
+        pools[int(match.group(1))] = dict(
+            (field, int(_read(os.path.join(base, entry, name)) or 0))
+            for field, name in (("total", "nr_hugepages"), ("free", "free_hugepages"), ("reserved", "resv_hugepages")))
+    return pools
+
+
+def hugetlb_pools(sys_root="/sys"):
+    """{'2M': {'total': n, 'free': n}, '1G': {...}} for every hugetlb page size."""
+    pools = {}
+    for kib, counts in hugetlb_page_counts(sys_root).items():
         label = "%dG" % (kib >> 20) if kib >= 1 << 20 else "%dM" % (kib >> 10)
-        pools[label] = {"total": int(_read(os.path.join(base, entry, "nr_hugepages")) or 0),
-                        "free": int(_read(os.path.join(base, entry, "free_hugepages")) or 0)}
+        pools[label] = {"total": counts["total"], "free": counts["free"]}
     return pools
 
 

@@ -45,6 +45,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from ansible_collections.presplit.kvm.plugins.module_utils.kvm_domain import UNIT_BYTES
+from ansible_collections.presplit.kvm.plugins.module_utils.kvm_host import hugetlb_page_counts, thp_mode, thp_shmem_mode
 from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_client import (
     STATE_NAMES, active_domains, host_cpus)
 from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_dirty_rate import (
@@ -89,42 +90,12 @@ def read_meminfo(proc_root='/proc'):
         raise PlacementError('reading %s/meminfo: %s' % (proc_root, exc))
 
 
-def _read(path):
-    try:
-        with open(path) as handle:
-            return handle.read().strip()
-    except (IOError, OSError):
-        return None
-
-
-def bracketed(path):
-    """The selected value of a sysfs choice file such as 'always [madvise] never'."""
-    match = re.search(r'\[([\w-]+)\]', _read(path) or '')
-    return match.group(1) if match else None
-
-
-def thp_modes(sys_root='/sys'):
-    base = os.path.join(sys_root, 'kernel/mm/transparent_hugepage')
-    return bracketed(os.path.join(base, 'enabled')), bracketed(os.path.join(base, 'shmem_enabled'))
-
-
 def hugepage_pools(sys_root='/sys'):
-    """{page KiB: {'total', 'free', 'reserved', 'available'}} from /sys/kernel/mm/hugepages."""
-    base = os.path.join(sys_root, 'kernel/mm/hugepages')
-    pools = {}
-    try:
-        entries = sorted(os.listdir(base))
-    except OSError:
-        return pools
-    for entry in entries:
-        match = re.match(r'hugepages-(\d+)kB$', entry)
-        if not match:
-            continue
-        values = {}
-        for field, name in (('total', 'nr_hugepages'), ('free', 'free_hugepages'), ('reserved', 'resv_hugepages')):
-            values[field] = int(_read(os.path.join(base, entry, name)) or 0)
-        values['available'] = max(0, values['free'] - values['reserved'])
-        pools[int(match.group(1))] = values
+    """{page KiB: {'total', 'free', 'reserved', 'available'}}: reserved pages are promised
+    to mappings already, so only the rest can be given to an arriving guest."""
+    pools = hugetlb_page_counts(sys_root)
+    for counts in pools.values():
+        counts['available'] = max(0, counts['free'] - counts['reserved'])
     return pools
 
 
@@ -353,7 +324,7 @@ def gather_placement_facts(conn, host_name, cpu_group=DEFAULT_CPU_GROUP,
     the domains returned and measured.
     """
     meminfo = read_meminfo(proc_root)
-    thp_enabled, shmem_enabled = thp_modes(sys_root)
+    thp_enabled, shmem_enabled = thp_mode(sys_root), thp_shmem_mode(sys_root)
     pools = hugepage_pools(sys_root)
     default_hugepage_kib = meminfo.get('Hugepagesize', 2048)
     try:

@@ -267,7 +267,7 @@ def host_tree(tmp_path):
 
 
 def test_sysfs_readers(host_tree):
-    assert lp.thp_modes(host_tree["sys"]) == ("madvise", "never")
+    assert (lp.thp_mode(host_tree["sys"]), lp.thp_shmem_mode(host_tree["sys"])) == ("madvise", "never")
     assert lp.hugepage_pools(host_tree["sys"]) == {
         2048: {"total": 16, "free": 12, "reserved": 2, "available": 10},
         1048576: {"total": 4, "free": 3, "reserved": 0, "available": 3}}
