@@ -2,26 +2,18 @@
 evaluated by ansible-playbook itself on localhost (one run for every case)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-
-REPO = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-ROLE_VARS = os.path.join(REPO, "roles", "live_migration", "vars", "main.yml")
-ROLE_DEFAULTS = os.path.join(REPO, "roles", "live_migration", "defaults", "main.yml")
-ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
 
 PLAYBOOK = """
 - hosts: localhost
   connection: local
   gather_facts: false
-  vars_files: [%s, %s]
+  vars_files: %(vars_files)s
   tasks:
     - ansible.builtin.copy:
         content: "{{ {'placement': live_migration_placement, 'waves': live_migration_waves} | to_json }}"
-        dest: "{{ plan_output }}/{{ index }}.json"
+        dest: "{{ output_dir }}/{{ index }}.json"
         mode: "0600"
       vars:
         live_migration_domains: "{{ item.domains }}"
@@ -32,7 +24,7 @@ PLAYBOOK = """
       loop: "{{ plan_cases }}"
       loop_control:
         index_var: index
-""" % (ROLE_DEFAULTS, ROLE_VARS)
+"""
 
 PINNED = [{"name": "p1", "destination": "h2"}, {"name": "p2", "destination": "h2"}]
 CASES = [
@@ -57,17 +49,10 @@ PLANNED = len(CASES) - 1
 
 
 @pytest.fixture(scope="module")
-def plans(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("plan")
-    playbook = tmp_path / "plan.yml"
-    playbook.write_text(PLAYBOOK)
-    extra = tmp_path / "vars.json"
-    extra.write_text(json.dumps({"plan_cases": CASES, "plan_output": str(tmp_path)}))
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
-    proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", str(playbook), "-e", "@%s" % extra],
-                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return [json.loads((tmp_path / ("%d.json" % index)).read_text()) for index in range(len(CASES))]
+def plans(run_local_play):
+    out = run_local_play(PLAYBOOK, ["live_migration/defaults/main.yml", "live_migration/vars/main.yml"],
+                         {"plan_cases": CASES})
+    return [json.loads((out / ("%d.json" % index)).read_text()) for index in range(len(CASES))]
 
 
 def test_round_robin_placement_and_pinned_destination(plans):

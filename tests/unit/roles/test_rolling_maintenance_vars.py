@@ -3,33 +3,26 @@ each host takes its own migrations, keeps their waves, and gets the live_migrate
 its planned mode. Evaluated by ansible-playbook itself on localhost."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from ansible_collections.presplit.kvm.plugins.module_utils.evacuation_planner import plan_evacuation
 
-REPO = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-ROLE_VARS = os.path.join(REPO, "roles", "rolling_maintenance", "vars", "main.yml")
-ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-
 PLAYBOOK = """
 - hosts: localhost
   connection: local
   gather_facts: false
-  vars_files: [%s]
+  vars_files: %(vars_files)s
   tasks:
     - ansible.builtin.copy:
         content: >-
           {{ {'migrations': rolling_maintenance_migrations, 'placement': rolling_maintenance_my_placement,
               'shutdown': rolling_maintenance_my_shutdown, 'go': rolling_maintenance_go} | to_json }}
-        dest: "{{ output }}"
+        dest: "{{ output_dir }}/out.json"
         mode: "0600"
       vars:
         inventory_hostname: h1
-""" % ROLE_VARS
+"""
 
 HOSTS = [{"name": name, "memory_free_mib": 65536} for name in ("h1", "h2", "h3", "h4")]
 DOMAINS = [
@@ -44,17 +37,11 @@ DOMAINS = [
 
 
 @pytest.fixture(scope="module")
-def view(tmp_path_factory):
+def view(run_local_play):
     plan = plan_evacuation(HOSTS, DOMAINS, ["h1", "h2"], limits={"max_outgoing_per_host": 1},
                            non_migratable_policy="shutdown_and_restart")
-    tmp = tmp_path_factory.mktemp("rolling")
-    (tmp / "play.yml").write_text(PLAYBOOK)
-    (tmp / "vars.json").write_text(json.dumps({"rolling_maintenance_plan": plan, "output": str(tmp / "out.json")}))
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
-    proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", str(tmp / "play.yml"), "-e", "@%s" % (tmp / "vars.json")],
-                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return plan, json.loads((tmp / "out.json").read_text())
+    out = run_local_play(PLAYBOOK, ["rolling_maintenance/vars/main.yml"], {"rolling_maintenance_plan": plan})
+    return plan, json.loads((out / "out.json").read_text())
 
 
 def test_host_takes_only_its_own_migrations_in_plan_order(view):

@@ -1,0 +1,31 @@
+"""Role variables evaluated by ansible-playbook itself: a test writes a play over the role's
+vars files and runs it once on localhost with its cases as extra vars."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+
+
+@pytest.fixture(scope="module")
+def run_local_play(tmp_path_factory):
+    """run_local_play(play, role_files, extra_vars) -> the directory the play may write to
+    (extra var ``output_dir``). ``play`` is YAML with ``%(vars_files)s`` where the role
+    files go, each given as "<role>/<path>"; a failing play fails the test with its output."""
+    def run(play, role_files, extra_vars):
+        tmp = tmp_path_factory.mktemp("play")
+        paths = [os.path.join(REPO, "roles", name) for name in role_files]
+        (tmp / "play.yml").write_text(play % {"vars_files": json.dumps(paths)})
+        (tmp / "vars.json").write_text(json.dumps(dict(extra_vars, output_dir=str(tmp))))
+        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
+        proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", str(tmp / "play.yml"),
+                               "-e", "@%s" % (tmp / "vars.json")],
+                              capture_output=True, text=True, env=env, cwd=REPO, timeout=300, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return tmp
+    return run
