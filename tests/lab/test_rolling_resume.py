@@ -79,6 +79,20 @@ def where(guest):
     return lab_control.hosts_running(LAB, HOSTS, guest)
 
 
+def test_check_mode_shows_the_plan_and_changes_nothing(lab, tmp_path):
+    quick = tmp_path / "step-quick.yml"
+    quick.write_text(STEP_QUICK)
+    env = dict(os.environ, ANSIBLE_CONFIG=str(lab_control.REPO / "ansible.cfg"))
+    run = subprocess.run(rolling_command(quick) + ["--check"], cwd=lab_control.REPO, env=env,
+                         capture_output=True, text=True, timeout=600, check=False)
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert "h1: 2 migration(s)" in run.stdout and "c1 -> h2" in run.stdout and "c2 -> h2" in run.stdout, run.stdout[-4000:]
+    assert lab_control.recap_changed(run, "h1") == 0
+    for guest in ("c1", "c2"):
+        assert where(guest) == ["h1"]
+    assert read_state() == {}
+
+
 def test_unreachable_peer_stops_the_preflight_and_moves_nothing(lab, tmp_path):
     quick = tmp_path / "step-quick.yml"
     quick.write_text(STEP_QUICK)
