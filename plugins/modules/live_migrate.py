@@ -429,6 +429,11 @@ def completed_job_stats(source_domain, dest_conn, uuid):
     return {}
 
 
+# After a failure, new connections tried to check the destination, this far apart.
+DESTINATION_CHECK_ATTEMPTS = 3
+DESTINATION_CHECK_DELAY_S = 2.0
+
+
 class DestinationProbe(threading.Thread):
     """Connect to the destination and look the domain up, in the background.
 
@@ -461,6 +466,24 @@ class DestinationProbe(threading.Thread):
         return self.conn
 
 
+def destination_after_failure(probe, attempts=DESTINATION_CHECK_ATTEMPTS, delay_s=DESTINATION_CHECK_DELAY_S):
+    """A connection to the destination to check it after a failure: the probe's, or a new
+    one when the probe's failed; the failure that broke the migration (an ssh session that
+    dropped, a daemon restarting) may have broken the probe's too, and where the domain is
+    matters more now than before."""
+    try:
+        return probe.connection()
+    except LibvirtClientError as exc:
+        error = exc
+    for _attempt in range(attempts):
+        time.sleep(delay_s)
+        try:
+            return open_connection(probe.uri, "destination")
+        except LibvirtClientError as exc:
+            error = exc
+    raise error
+
+
 def recover_after_failure(source_conn, probe, uuid, outcome, created_nothing_before):
     """After a failed migration: resume a guest we paused, drop an inactive definition the
     migration left on the destination, and check where the domain is. Returns a sentence."""
@@ -472,10 +495,9 @@ def recover_after_failure(source_conn, probe, uuid, outcome, created_nothing_bef
         notes.append("resumed the guest the timeout action had paused")
     source_state = libvirt_client.domain_state(source_domain) if source_domain is not None else "absent"
     try:
-        dest_conn = probe.connection()
-    except LibvirtClientError:
-        # describe_failure already quotes the connection error.
-        notes.append("domain is %s on the source; the destination could not be checked" % source_state)
+        dest_conn = destination_after_failure(probe)
+    except LibvirtClientError as exc:
+        notes.append("domain is %s on the source; the destination could not be checked (%s)" % (source_state, exc))
         return "; ".join(notes)
     leftover = find_domain(dest_conn, uuid)
     if (leftover is not None and not leftover.isActive() and created_nothing_before

@@ -106,3 +106,27 @@ def test_name_clash_on_destination(tmp_path, nodes):
     assert result["failed"] is True
     assert "domain g1 (UUID 99999999-2222-3333-4444-555555555555, running) already exists on the destination" \
         in result["msg"]
+
+
+class _FailedProbe:
+    """A destination probe whose connection broke (as when the migration's failure broke it)."""
+
+    def __init__(self, uri):
+        self.uri = uri
+
+    def connection(self):
+        from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_client import LibvirtClientError
+        raise LibvirtClientError("cannot connect to destination libvirt %s: End of file while reading data" % self.uri)
+
+
+def test_destination_is_checked_again_after_a_failure(nodes):
+    from ansible_collections.presplit.kvm.plugins.modules import live_migrate
+    conn = live_migrate.destination_after_failure(_FailedProbe(nodes["small"]), attempts=1, delay_s=0)
+    assert conn.lookupByName("g1").name() == "g1"
+
+
+def test_destination_that_stays_unreachable_names_the_last_error(tmp_path):
+    from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_client import LibvirtClientError
+    from ansible_collections.presplit.kvm.plugins.modules import live_migrate
+    with pytest.raises(LibvirtClientError, match="nosuch.xml"):
+        live_migrate.destination_after_failure(_FailedProbe("test://%s/nosuch.xml" % tmp_path), attempts=2, delay_s=0)
