@@ -11,13 +11,14 @@ COLL_LINK := $(COLL_ROOT)/ansible_collections/presplit/kvm
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: help deps collection-link unit sanity lint integration kernel test demo \
+.PHONY: help deps collection-link unit sanity lint integration kernel kernel-packages test demo \
         lab-up lab-down build clean
 
 help:
 	@echo "make demo   - local lab: start guests on one host, migrate them, summary"
 	@echo "make test   - unit, sanity, lint, integration (molecule) and kernel tiers"
 	@echo "make lab-up / lab-down - the lab alone (LAB_NAME=presplit)"
+	@echo "make kernel-packages - opt-in: kernel_stage packages method end to end on a GRUB VM (~15 min, first ~1 h)"
 
 deps: $(VENV)/.deps-stamp
 $(VENV)/.deps-stamp: requirements.txt scripts/install-deps.sh
@@ -54,6 +55,12 @@ kernel: deps collection-link
 	./tests/kernel/run.sh
 	./tests/kernel/run-helper.sh
 	./tests/kernel/run-stage.sh
+
+# Opt-in, not part of kernel or test: the kernel_stage role's packages method
+# end to end on a Debian 12 VM booting through GRUB under TCG (install, one-shot
+# boot, verify, rollback).  First run ~1 h (test kernel build), later ~15 min.
+kernel-packages: deps collection-link
+	./tests/kernel/run-packages.sh
 
 test: deps
 	./tests/run-all.sh

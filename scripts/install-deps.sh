@@ -16,7 +16,8 @@ apt_packages="
   openssh-server openssh-client
   busybox-static cpio kmod iproute2 procps psmisc util-linux
   build-essential bc flex bison libelf-dev libssl-dev dwarves rsync
-  debhelper-compat xz-utils zstd git shellcheck python3-pip-whl
+  debhelper xz-utils zstd git shellcheck python3-pip-whl
+  debootstrap fdisk
   chromium
 "
 

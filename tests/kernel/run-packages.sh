@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# presplit.kvm.kernel_stage (method packages) run for real, end to end: a
+# Debian 12 host with GRUB and Debian's stock 6.12 kernel (packages/vm.sh),
+# booted from its disk under QEMU TCG with emulated AMD SVM + NPT, reachable
+# over SSH on loopback only, and playbooks/kernel_stage.yml against it with
+# the small test build of kernel-patch/build-packages.sh
+# (PRESPLIT_PACKAGE_CONFIG=test):
+#   1. before: the stock kernel runs, KVM_CAP_SPLIT_HUGE_PAGES is absent;
+#   2. install, one-shot boot, verify: the patched kernel runs, host_info
+#      reports the capability and mode "patched", and it became GRUB's saved
+#      default only after the check passed;
+#   3. a second run changes nothing;
+#   4. a package whose kernel boots without the capability (no TDP MMU) and one
+#      whose kernel panics at boot (packages/variants.sh): the role fails
+#      the host saying so, the host runs the previous kernel again, GRUB's
+#      saved default is unchanged, and a plain reboot boots it.
+# One PASS/FAIL line per check, last line "N passed, N failed"; exit status
+# non-zero on any failure.  Opt-in (make kernel-packages): the first run
+# builds the test kernel (41 min on 2 busy cores), the image (4 min) and
+# the two variants (8 min, while steps 1-3 run); with all of it cached a
+# run is ~13 min, nearly all of it TCG boots.
+#
+# Cache: ${PRESPLIT_CACHE:-/var/cache/presplit-kvm}/kernel-tests/packages;
+# logs of the last run in its logs/.  Needs root (loop devices, chroot).
+# shellcheck source-path=SCRIPTDIR
+set -euo pipefail
+
+KTEST_DIR=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$KTEST_DIR/../.." && pwd)
+CACHE=${PRESPLIT_CACHE:-/var/cache/presplit-kvm}/kernel-tests/packages
+LOG_DIR=${KTEST_PACKAGES_LOG_DIR:-$CACHE/logs}
+# shellcheck source=lib/boot.sh
+. "$KTEST_DIR/lib/boot.sh"   # for GUEST_CPU: the tier's CPU model
+# shellcheck source=packages/vm.sh
+. "$KTEST_DIR/packages/vm.sh"
+# shellcheck source=packages/variants.sh
+. "$KTEST_DIR/packages/variants.sh"
+
+report=$(mktemp)
+work=$(mktemp -d)
+variants_pid=
+cleanup() {
+	stop_vm
+	if [ -n "$variants_pid" ] && kill -0 "$variants_pid" 2>/dev/null; then
+		kill "$variants_pid"
+	fi
+	rm -rf "$work" "$report"
+}
+trap cleanup EXIT
+
+pass() { echo "PASS  $1  ${*:2}" | tee -a "$report"; }
+fail() { echo "FAIL  $1  ${*:2}" | tee -a "$report"; }
+# check NAME DETAIL COMMAND...: PASS when COMMAND succeeds.
+check() {
+	local name=$1 detail=$2
+	shift 2
+	if "$@"; then pass "$name" "$detail"; else fail "$name" "$detail"; fi
+}
+# step NAME COMMAND...: runs a preparation step, timed, its output in a log.
+step() {
+	local name=$1 t0=$SECONDS
+	shift
+	echo "== $name (log $LOG_DIR/$name.log)"
+	# In the background, not under "||": errexit keeps working in there,
+	# and an EXIT trap it sets stays its own.
+	"$@" >"$LOG_DIR/$name.log" 2>&1 &
+	wait $! || { fail "$name" "see $LOG_DIR/$name.log"; exit 1; }
+	echo "   ($name: $((SECONDS - t0)) s)"
+}
+
+mkdir -p "$CACHE" "$LOG_DIR"
+eval "$("$REPO/kernel-patch/fetch-debian.sh")"
+echo "== kernel_stage packages on a TCG Debian 12 host: Debian $DEB_VERSION ($KERNEL_ABI), guest cpu $GUEST_CPU"
+build_log=$LOG_DIR/build-packages.log
+echo "== test kernel packages (log $build_log)"
+t0=$SECONDS
+eval "$(env PRESPLIT_PACKAGE_CONFIG=test nice -n 19 "$REPO/kernel-patch/build-packages.sh" 2>"$build_log")"
+echo "   ($KERNEL_RELEASE in $PACKAGES_DIR: $((SECONDS - t0)) s)"
+release=$KERNEL_RELEASE
+notdp_dir=$(variant_dir "$CACHE" notdp)
+panic_dir=$(variant_dir "$CACHE" panic)
+build_variants() {
+	build_variant "$notdp_dir" notdp --enable CMDLINE_BOOL --set-str CMDLINE "kvm.tdp_mmu=N"
+	build_variant "$panic_dir" panic --enable CMDLINE_BOOL --set-str CMDLINE "rdinit=/presplit-test-panic"
+}
+# Built while steps 1-3 run: the VM is one TCG thread, the build gets the
+# other core; step 4 waits for them.
+echo "== broken variants, in the background (log $LOG_DIR/variants.log)"
+variants_started=$SECONDS
+build_variants >"$LOG_DIR/variants.log" 2>&1 &
+variants_pid=$!
+VM_DIR=$CACHE/image-$(image_key)
+step image build_image "$VM_DIR"
+
+# Every run starts from the clean image: writes go to a throw-away overlay.
+qemu-img create -q -f qcow2 -b "$VM_DIR/base.qcow2" -F qcow2 "$work/disk.qcow2"
+started=$SECONDS
+start_vm "$work/disk.qcow2" qcow2 "$LOG_DIR/console.log"
+echo "== booting from GRUB (console: $LOG_DIR/console.log, ssh on 127.0.0.1:$VM_PORT)"
+if ! wait_ssh 600; then
+	fail host/ssh "no SSH after $((SECONDS - started)) s (see $LOG_DIR/console.log)"
+	exit 1
+fi
+pass host/ssh "host up after $((SECONDS - started)) s"
+
+cat >"$work/inventory.ini" <<-INV
+[stage]
+pkg-host ansible_host=127.0.0.1 ansible_port=$VM_PORT ansible_user=root ansible_python_interpreter=/usr/bin/python3
+INV
+export ANSIBLE_CONFIG=$REPO/ansible.cfg ANSIBLE_HOST_KEY_CHECKING=True ANSIBLE_NOCOLOR=1
+export ANSIBLE_PRIVATE_KEY_FILE=$VM_DIR/id_ed25519
+export ANSIBLE_SSH_ARGS="-o UserKnownHostsFile=$VM_DIR/known_hosts.$VM_PORT -o ControlMaster=auto -o ControlPersist=60s"
+# run_playbook LOG ARGS...: the playbook against the host; status in $rc.
+run_playbook() {
+	local log=$1 t0=$SECONDS
+	shift
+	rc=0
+	"$REPO/.venv/bin/ansible-playbook" -i "$work/inventory.ini" "$REPO/playbooks/kernel_stage.yml" \
+		-e kernel_stage_hosts=stage -e kernel_stage_become=false -e kernel_stage_method=packages \
+		"$@" >"$LOG_DIR/$log.log" 2>&1 || rc=$?
+	echo "   ($log: exit $rc after $((SECONDS - t0)) s, log $LOG_DIR/$log.log)"
+}
+# host_info: the collection's module, ad hoc; prints "<split_huge_pages> <mode>".
+host_info() {
+	"$REPO/.venv/bin/ansible" -i "$work/inventory.ini" pkg-host -m presplit.kvm.host_info -a use_libvirt=false -o 2>&1 |
+		sed -n 's/^pkg-host | SUCCESS => //p' |
+		python3 -c 'import json, sys; h = json.load(sys.stdin)["host"]; print(h["kvm_capabilities"].get("split_huge_pages"), h["mode"])'
+}
+recap_changed() { sed -n 's/^pkg-host *: .*changed=\([0-9]*\).*/\1/p' "$LOG_DIR/$1.log"; }
+running() { vm_ssh uname -r; }
+# saved_entry: GRUB's saved default ("" if none), from grubenv.
+saved_entry() { vm_ssh grub-editenv list | sed -n 's/^saved_entry=//p'; }
+no_next_entry() { ! vm_ssh grub-editenv list | grep -q '^next_entry=.'; }
+# entry_of RELEASE: the GRUB menu path of RELEASE, by the role's own lookup.
+entry_of() { vm_ssh awk -f /dev/stdin "release=$1" /boot/grub/grub.cfg <"$REPO/roles/kernel_stage/files/grub_entry.awk"; }
+# default_after_check LOG: the new entry became the default only after the
+# release and the capability were checked on the new kernel.
+default_after_check() {
+	grep -o '^TASK \[[^]]*\]' "$LOG_DIR/$1.log" | tr '\n' '|' |
+		grep -q 'Reboot into [^|]*|.*Check the release and KVM_SPLIT_HUGE_PAGES[^|]*|[^|]*Make GRUB.s default'
+}
+# rolled_back LOG RELEASE: the role failed the host with its rollback
+# message, the previous kernel runs and stays GRUB's saved default.
+rolled_back() {
+	[ "$rc" -ne 0 ] &&
+		grep -q "Kernel $2 failed on pkg-host (.*Rolled back: the host runs $release, which stays the default" "$LOG_DIR/$1.log" &&
+		[ "$(running)" = "$release" ] && [ "$(saved_entry)" = "$good_entry" ] && no_next_entry
+}
+
+echo "== 1. before"
+check before/stock-kernel "uname -r: $(running)" test "$(running)" = "$KERNEL_ABI"
+info=$(host_info)
+check before/no-capability "host_info: $info" test "$info" != "${info#0 }"
+entry_before=$(saved_entry)
+echo "   (GRUB saved_entry before: '${entry_before}')"
+
+echo "== 2. install $release, boot it once, verify, make it the default (the role builds: cached)"
+run_playbook apply -e '{"kernel_stage_build_environment": {"PRESPLIT_PACKAGE_CONFIG": "test"}}'
+info=$(host_info)
+good_entry=$(entry_of "$release" || true)
+check apply/ok "exit $rc, changed=$(recap_changed apply)" test "$rc" -eq 0
+check apply/new-kernel "uname -r: $(running)" test "$(running)" = "$release"
+check apply/capability "host_info: $info" test "$info" = "3 patched"
+check apply/default "saved_entry=$(saved_entry)" test -n "$good_entry" -a "$(saved_entry)" = "$good_entry"
+check apply/one-shot-used "no next_entry left" no_next_entry
+check apply/default-after-check "grub-set-default only after the check on the new kernel" default_after_check apply
+
+echo "== 3. again: nothing to do"
+run_playbook rerun -e '{"kernel_stage_build_environment": {"PRESPLIT_PACKAGE_CONFIG": "test"}}'
+check rerun/idempotent "exit $rc, changed=$(recap_changed rerun)" test "$rc" -eq 0 -a "$(recap_changed rerun)" = 0
+
+echo "== 4. broken packages (waiting for their build)"
+if wait "$variants_pid"; then
+	echo "   (variants ready $((SECONDS - variants_started)) s after their start)"
+else
+	fail variants/build "see $LOG_DIR/variants.log"
+fi
+variants_pid=
+
+echo "== 4a. a kernel without the capability (no TDP MMU) is rolled back"
+run_playbook notdp -e kernel_stage_packages_dir="$notdp_dir" -e kernel_stage_kernel_release="$release-notdp"
+check notdp/rolled-back "$(grep -o 'Kernel [^ ]* failed on pkg-host.*' "$LOG_DIR/notdp.log" | head -n 1 | head -c 400)" \
+	rolled_back notdp "$release-notdp"
+check notdp/reason "the capability check failed on $release-notdp" \
+	grep -q "Check the release and KVM_SPLIT_HUGE_PAGES.*after the reboot: kernel $release-notdp runs" "$LOG_DIR/notdp.log"
+info=$(host_info)
+check notdp/capability-back "host_info: $info" test "$info" = "3 patched"
+
+echo "== 4b. a kernel that panics at boot is rolled back"
+console_lines=$(wc -l <"$LOG_DIR/console.log")
+run_playbook panic -e kernel_stage_packages_dir="$panic_dir" -e kernel_stage_kernel_release="$release-panic"
+check panic/rolled-back "$(grep -o 'Kernel [^ ]* failed on pkg-host.*' "$LOG_DIR/panic.log" | head -n 1 | head -c 400)" \
+	rolled_back panic "$release-panic"
+check panic/panicked "console: $(tail -n +"$console_lines" "$LOG_DIR/console.log" | grep -a -m1 -o 'Kernel panic - not syncing: .*' | tr -d '\r')" \
+	grep -aq 'Kernel panic - not syncing' <(tail -n +"$console_lines" "$LOG_DIR/console.log")
+check panic/reason "the host came back by itself (panic=10, GRUB's saved default)" \
+	grep -q "the host came back on $release, so $release-panic did not stay up" "$LOG_DIR/panic.log"
+
+echo "== 5. a plain reboot boots GRUB's saved default"
+boot_id=$(vm_ssh cat /proc/sys/kernel/random/boot_id)
+vm_ssh 'systemctl reboot' || true
+sleep 20
+wait_ssh 600 || true
+check reboot/default-kernel "uname -r: $(running || true)" \
+	test "$(running)" = "$release" -a "$(vm_ssh cat /proc/sys/kernel/random/boot_id)" != "$boot_id"
+
+vm_ssh 'systemctl poweroff' >/dev/null 2>&1 || true
+wait "$VM_PID" 2>/dev/null || true
+VM_PID=
+echo "== done after $((SECONDS - started)) s of VM time"
+passed=$(grep -c '^PASS ' "$report" || true)
+failed=$(grep -c '^FAIL ' "$report" || true)
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
