@@ -31,6 +31,8 @@ CACHE=${PRESPLIT_CACHE:-/var/cache/presplit-kvm}/kernel-tests/packages
 LOG_DIR=${KTEST_PACKAGES_LOG_DIR:-$CACHE/logs}
 # shellcheck source=lib/boot.sh
 . "$KTEST_DIR/lib/boot.sh"   # for GUEST_CPU: the tier's CPU model
+# shellcheck source=lib/report.sh
+. "$KTEST_DIR/lib/report.sh"
 # shellcheck source=packages/vm.sh
 . "$KTEST_DIR/packages/vm.sh"
 # shellcheck source=packages/variants.sh
@@ -48,14 +50,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-pass() { echo "PASS  $1  ${*:2}" | tee -a "$report"; }
-fail() { echo "FAIL  $1  ${*:2}" | tee -a "$report"; }
-# check NAME DETAIL COMMAND...: PASS when COMMAND succeeds.
-check() {
-	local name=$1 detail=$2
-	shift 2
-	if "$@"; then pass "$name" "$detail"; else fail "$name" "$detail"; fi
-}
 # step NAME COMMAND...: runs a preparation step, timed, its output in a log.
 step() {
 	local name=$1 t0=$SECONDS
@@ -208,7 +202,4 @@ vm_ssh 'systemctl poweroff' >/dev/null 2>&1 || true
 wait "$VM_PID" 2>/dev/null || true
 VM_PID=
 echo "== done after $((SECONDS - started)) s of VM time"
-passed=$(grep -c '^PASS ' "$report" || true)
-failed=$(grep -c '^FAIL ' "$report" || true)
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
+report_totals

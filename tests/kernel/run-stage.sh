@@ -34,6 +34,8 @@ LOG_DIR=${KTEST_STAGE_LOG_DIR:-$STAGE_CACHE/logs}
 . "$KTEST_DIR/lib/boot.sh"   # for GUEST_CPU: the tier's CPU model
 # shellcheck source=lib/rootfs.sh
 . "$KTEST_DIR/lib/rootfs.sh"
+# shellcheck source=lib/report.sh
+. "$KTEST_DIR/lib/report.sh"
 
 # The stock modules a Debian KVM host on AMD loads, and the NIC driver.
 GUEST_MODULES="arch/x86/kvm/kvm arch/x86/kvm/kvm-amd arch/x86/kvm/kvm-intel virt/lib/irqbypass
@@ -162,14 +164,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-pass() { echo "PASS  $1  ${*:2}" | tee -a "$report"; }
-fail() { echo "FAIL  $1  ${*:2}" | tee -a "$report"; }
-# check NAME DETAIL COMMAND...: PASS when COMMAND succeeds.
-check() {
-	local name=$1 detail=$2
-	shift 2
-	if "$@"; then pass "$name" "$detail"; else fail "$name" "$detail"; fi
-}
 
 started=$(date +%s)
 eval "$("$REPO/kernel-patch/fetch-debian.sh")"
@@ -327,7 +321,4 @@ guest 'poweroff -f' >/dev/null 2>&1 || true
 wait "$qemu_pid" 2>/dev/null || true
 qemu_pid=
 echo "== done after $(($(date +%s) - started)) s"
-passed=$(grep -c '^PASS ' "$report" || true)
-failed=$(grep -c '^FAIL ' "$report" || true)
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
+report_totals
