@@ -406,10 +406,18 @@ def destination_clash(dest_conn, source_domain):
     return None
 
 
-def start_migration_call(module, source_domain, dest_conn, dest_uri, flags, typed):
+def start_migration_call(module, uuid, dest_conn, dest_uri, flags, typed):
+    """The blocking migration call, on a source connection of its own.
+
+    The monitor polls the job and applies the timeout action through the module's source
+    connection while this call blocks in another thread.  On one shared connection,
+    libvirt 9.0's client left such a second call (abortJob, jobStats) waiting until the
+    migration ended, so an abort at the completion timeout never reached libvirtd.
+    """
+    domain = open_connection(module.params["source_uri"], "source").lookupByUUIDString(uuid)
     if module.params["peer_to_peer"]:
-        return lambda: source_domain.migrateToURI3(dest_uri, typed, flags)
-    return lambda: source_domain.migrate3(dest_conn, typed, flags)
+        return lambda: domain.migrateToURI3(dest_uri, typed, flags)
+    return lambda: domain.migrate3(dest_conn, typed, flags)
 
 
 def completed_job_stats(source_domain, dest_conn, uuid):
@@ -586,7 +594,7 @@ def run(module):
                                      params["downtime_delay"], memory)
     deadline_s = completion_deadline_s(params["completion_timeout"], memory)
     started_at = time.time()
-    call = start_migration_call(module, source_domain, probe.conn, dest_uri,
+    call = start_migration_call(module, result["uuid"], probe.conn, dest_uri,
                                 migration_flags(params, lv), migration_params(params, lv))
     monitor = MigrationMonitor(source_domain, call, lv, params["poll_interval"], schedule, deadline_s,
                                params["completion_timeout_action"])
