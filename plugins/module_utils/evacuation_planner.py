@@ -15,7 +15,9 @@ Pure Python, standard library only, runs on the controller.  Three steps:
    over slots (outgoing per host, incoming per host, per cluster) and link
    bandwidth: a starting migration reserves the bandwidth left on its path
    (its cap for the executor), so concurrent migrations never oversubscribe
-   a link and one fast migration fills a link rather than two slow ones.
+   a link and one fast migration fills a link rather than two slow ones;
+   where one stream cannot fill a link, the first migration over an idle link
+   gets the share of it that ends it with the rest of that link's migrations.
    Migrations that start at the same planned instant form a wave; a wave may
    start once the migrations in its ``wait_for`` have finished (waiting for
    every earlier wave is also safe, only slower).
@@ -335,7 +337,8 @@ class _Links:
     MINIMUM_OF_FAIR_SHARE = 0.5
 
     def __init__(self, hosts, limits):
-        self.left = dict((name, host.bandwidth_mib_per_s) for name, host in hosts.items())
+        self.bandwidth = dict((name, host.bandwidth_mib_per_s) for name, host in hosts.items())
+        self.left = dict(self.bandwidth)
         self.cluster_left = float(limits['cluster_bandwidth_mib_per_s'] or 0) or None
         least = self.MINIMUM_OF_FAIR_SHARE
         self.minimum = dict((name, least * host.bandwidth_mib_per_s / limits['max_outgoing_per_host']) for name, host in hosts.items())
@@ -352,9 +355,26 @@ class _Links:
     def cluster_ready(self):
         return self.cluster_left is None or self.cluster_left + self.EPSILON >= self.cluster_minimum
 
-    def reserve(self, source, destination):
-        """All that is left on the path (at most the per-migration cap)."""
+    def first_share(self, host, migration_mib, link_mib):
+        """Most bandwidth for the first migration over an idle link of ``host``, or None for no limit.
+
+        When one stream cannot fill the link (a per-migration cap below it), the largest
+        migration, started first at the cap, would still run alone at the cap long after the
+        link's other slots had carried everything else: the link idles at the end.  Given
+        the share of the link that its bytes are of the link's (``link_mib``, this one
+        included), but at least what the other slots cannot use, it ends with them, at about
+        the link's bandwidth bound.
+        """
+        link = self.bandwidth[host]
+        if not self.per_migration or self.per_migration >= link or link_mib <= migration_mib:
+            return None
+        return max(link * migration_mib / link_mib, link - self.per_migration)
+
+    def reserve(self, source, destination, most=None):
+        """All that is left on the path, at most the per-migration cap and ``most``."""
         shares = [self.left[source], self.left[destination]]
+        if most is not None:
+            shares.append(most)
         if self.cluster_left is not None:
             shares.append(self.cluster_left)
         if self.per_migration:
@@ -384,7 +404,8 @@ def _schedule(migrations, hosts, limits, predict):
     concurrency is used where one migration cannot fill it.  When several
     sources could start, the one whose next migration is longest goes first
     (a heap); a source whose waiting migrations all target busy destinations
-    waits for the next event.  ``predict(migration, bandwidth)`` sets the
+    waits for the next event.  The first migration over an idle link may get
+    less (``_Links.first_share``).  ``predict(migration, bandwidth)`` sets the
     duration for the bandwidth the migration gets.
     """
     queues = {}
@@ -394,6 +415,23 @@ def _schedule(migrations, hosts, limits, predict):
     in_free = dict((name, limits['max_incoming_per_host']) for name in hosts)
     cluster_free = limits['max_parallel_per_cluster']
     links = _Links(hosts, limits)
+    # MiB each link still has to carry out of / into its host, at the bandwidth of an idle path.
+    link_mib = {}
+    for migration in migrations:
+        for end in (('out', migration['source']), ('in', migration['destination'])):
+            link_mib[end] = link_mib.get(end, 0.0) + migration['estimate_mib']
+
+    def starting_share(migration):
+        """Count a starting migration off its links; the least _Links.first_share of its idle ends."""
+        shares = []
+        for end, free, limit in (('out', out_free, limits['max_outgoing_per_host']),
+                                 ('in', in_free, limits['max_incoming_per_host'])):
+            host = migration['source' if end == 'out' else 'destination']
+            if free[host] == limit:
+                shares.append(links.first_share(host, migration['estimate_mib'], link_mib[(end, host)]))
+            link_mib[(end, host)] -= migration['estimate_mib']
+        shares = [share for share in shares if share is not None]
+        return min(shares) if shares else None
     ready = []  # (-estimate of the source's longest waiting migration, source)
     offered = set()
 
@@ -418,7 +456,7 @@ def _schedule(migrations, hosts, limits, predict):
                 blocked.append(source)
                 continue
             migration = queue.pop(index)
-            predict(migration, links.reserve(source, migration['destination']))
+            predict(migration, links.reserve(source, migration['destination'], starting_share(migration)))
             migration['start_s'] = now
             migration['end_s'] = now + migration['duration_s']
             heapq.heappush(ends, (migration['end_s'], migration['domain'], migration))
@@ -472,23 +510,39 @@ def _waves(migrations):
     return waves
 
 
-def _lower_bounds(migrations, hosts, limits):
-    """Makespan no schedule can beat: bytes over each link, and the longest single migration."""
+def _lower_bounds(migrations, shortest_s, hosts, limits):
+    """Makespans no schedule can beat: (bandwidth bound, full lower bound, MiB moved).
+
+    The bandwidth bound is the planned bytes over the busiest link.  The full bound also
+    counts what concurrency limits force, from each migration's shortest duration (on an
+    idle path, ``shortest_s``, or as planned where a slower migration changes mode and
+    ends sooner): the longest migration; every cluster slot busy all the time; and, per
+    host with n migrations and k slots, one slot that carries ceil(n / k) of them one
+    after another, at least the shortest ones.
+    """
     out_mib = {}
     in_mib = {}
+    lanes = {}
+    shortest = {}
     total_mib = 0.0
     for migration in migrations:
         out_mib[migration['source']] = out_mib.get(migration['source'], 0.0) + migration['transferred_mib']
         in_mib[migration['destination']] = in_mib.get(migration['destination'], 0.0) + migration['transferred_mib']
         total_mib += migration['transferred_mib']
+        duration = shortest[migration['domain']] = min(shortest_s[migration['domain']], migration['duration_s'])
+        lanes.setdefault(('out', migration['source']), []).append(duration)
+        lanes.setdefault(('in', migration['destination']), []).append(duration)
     link_bounds = [mib / hosts[name].bandwidth_mib_per_s for name, mib in list(out_mib.items()) + list(in_mib.items())]
     if limits['cluster_bandwidth_mib_per_s']:
         link_bounds.append(total_mib / limits['cluster_bandwidth_mib_per_s'])
     bandwidth_bound = max(link_bounds or [0.0])
-    longest = max([m['duration_s'] for m in migrations] or [0.0])
-    # With every cluster slot busy all the time:
-    slots = sum(m['duration_s'] for m in migrations) / limits['max_parallel_per_cluster']
-    return bandwidth_bound, max(bandwidth_bound, longest, slots), total_mib
+    bounds = [bandwidth_bound, max(shortest.values() or [0.0]),
+              sum(shortest.values()) / limits['max_parallel_per_cluster']]
+    slots = {'out': limits['max_outgoing_per_host'], 'in': limits['max_incoming_per_host']}
+    for (direction, _host), durations in lanes.items():
+        serial = -(-len(durations) // slots[direction])
+        bounds.append(sum(sorted(durations)[:serial]))
+    return bandwidth_bound, max(bounds), total_mib
 
 
 # ---------------------------------------------------------------- the plan
@@ -560,17 +614,21 @@ def plan_evacuation(hosts, domains, drain, limits=None, max_downtime_ms=300, non
             'presplit': huge and source.kernel_mode == 'patched',
             'dirty_rate_mib_per_s': domain.dirty_rate_mib_per_s,
             'estimate_s': nominal['duration_s'],
+            'estimate_mib': nominal['transferred_mib'],
         })
+
+    shortest_s = dict((m['domain'], m['estimate_s']) for m in migrations)
 
     def predict(migration, bandwidth):
         migration.pop('estimate_s')
+        migration.pop('estimate_mib')
         migration['bandwidth_mib_per_s'] = bandwidth
         migration.update(_predict_for(migration['domain'], migration['memory_mib'], migration['dirty_rate_mib_per_s'], bandwidth,
                                       max_downtime_ms, migration['backing'], allow_post_copy))
 
     _schedule(migrations, hosts_by_name, limits, predict)
     waves = _waves(migrations)
-    bandwidth_bound, lower_bound, total_mib = _lower_bounds(migrations, hosts_by_name, limits)
+    bandwidth_bound, lower_bound, total_mib = _lower_bounds(migrations, shortest_s, hosts_by_name, limits)
     makespan = max([m['end_s'] for m in migrations] or [0.0])
     return {
         'placement': placement,

@@ -29,7 +29,10 @@ description:
   - "Scheduling: longest migrations first; a migration starts when its source, its destination and the cluster have a
     free slot and at least half their fair share of bandwidth left (link bandwidth over its concurrency limit), and
     reserves all the bandwidth left on its path (capped by O(limits.migration_bandwidth_mib_per_s)), so a link is
-    filled by as few migrations as possible. Migrations that start at the same planned instant form a wave.
+    filled by as few migrations as possible. Where that cap is below a link's bandwidth, the first migration over an
+    idle link gets at most the link's share its bytes are of all the link carries (at least what the other slots
+    cannot use), so it ends with the rest rather than alone at the cap. Migrations that start at the same planned
+    instant form a wave.
     A wave may start once the migrations listed in its C(wait_for) have finished; waiting for every earlier wave is also
     safe, only slower."
   - The output is the same for the same input, whatever the order of the lists.
@@ -358,8 +361,9 @@ without_presplit:
 summary:
   description:
     - Totals. C(makespan_s) is the planned end of the last migration; C(bandwidth_lower_bound_s) the time the busiest
-      link (host or cluster) needs for the bytes planned over it; C(lower_bound_s) also counts the longest migration and
-      the cluster slots.
+      link (host or cluster) needs for the bytes planned over it; C(lower_bound_s) also counts, with each migration's
+      duration on an idle path, the longest migration, the cluster slots, and per host the migrations that its
+      slots force to run one after another.
   returned: success
   type: dict
   sample: {"migrations": 2, "waves": 2, "makespan_s": 18.704, "bandwidth_lower_bound_s": 18.704, "lower_bound_s": 18.704,

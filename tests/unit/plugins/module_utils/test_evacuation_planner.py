@@ -124,6 +124,37 @@ def test_parallel_when_one_stream_cannot_fill_the_link():
     assert plan['summary']['makespan_s'] == pytest.approx(40.96)
 
 
+def test_capped_streams_leaving_one_host_end_together():
+    # A 60 MiB/s stream cannot fill the 100 MiB/s link: the first of the two gets 50, not 60
+    # (which would leave the second at 40, ending alone 5 s after the first).
+    hosts = [host('h1', bandwidth=100), host('h2', bandwidth=100), host('h3', bandwidth=100)]
+    domains = [domain('a', 'h1'), domain('b', 'h1')]
+    plan = plan_evacuation(hosts, domains, ['h1'], limits={'migration_bandwidth_mib_per_s': 60})
+    assert [m['bandwidth_mib_per_s'] for m in migrations_of(plan)] == [50.0, 50.0]
+    assert plan['summary']['makespan_s'] == pytest.approx(20.48)
+    assert plan['summary']['makespan_over_bandwidth_bound'] == 1.0
+
+
+def test_capped_streams_arriving_at_one_host_end_together():
+    hosts = [host('s1', bandwidth=100), host('s2', bandwidth=100), host('d', bandwidth=100)]
+    domains = [domain('a', 's1', memory=3072), domain('b', 's2', memory=1024)]
+    plan = plan_evacuation(hosts, domains, ['s1', 's2'], limits={'migration_bandwidth_mib_per_s': 80})
+    # d's link carries 4096 MiB: a gets 3/4 of it, capped at 80 (b takes the 20 left).
+    assert dict((m['domain'], m['bandwidth_mib_per_s']) for m in migrations_of(plan)) == {'a': 75.0, 'b': 25.0}
+    assert plan['summary']['makespan_s'] == pytest.approx(40.96)
+    assert plan['summary']['makespan_over_bandwidth_bound'] == 1.0
+
+
+def test_lower_bound_counts_migrations_the_slots_serialise():
+    # Three 30 MiB/s streams, two at a time: one slot carries two of them, whatever the plan.
+    hosts = [host('s', bandwidth=100), host('d', memory=1 << 20, bandwidth=100)]
+    domains = [domain('v%d' % i, 's') for i in range(3)]
+    plan = plan_evacuation(hosts, domains, ['s'], limits={'migration_bandwidth_mib_per_s': 30})
+    assert plan['summary']['bandwidth_lower_bound_s'] == pytest.approx(30.72)
+    assert plan['summary']['lower_bound_s'] == pytest.approx(2 * 1024 / 30.0, abs=0.001)
+    assert plan['summary']['makespan_s'] == pytest.approx(plan['summary']['lower_bound_s'], abs=0.002)
+
+
 def test_outgoing_limit_holds_when_bandwidth_would_allow_more():
     hosts = [host('s', bandwidth=1000)] + [host('d%d' % i, bandwidth=1000) for i in range(4)]
     domains = [domain('v%d' % i, 's') for i in range(4)]
