@@ -6,8 +6,9 @@
 Pure Python, standard library only, runs on the controller.  Three steps:
 
 1. placement: largest domains first, each to the eligible host with the most
-   free of the resource it consumes (memory, or huge pages of its size); a
-   max-heap per (CPU group, resource) makes this O(n log h);
+   free of the resource it consumes (memory, or huge pages of its size), and
+   among those the one whose link carries the fewest MiB so far; a max-heap
+   per (CPU group, resource) makes this O(n log h);
 2. prediction: a pre-copy model per migration (memory, dirty rate, bandwidth,
    allowed downtime); when pre-copy does not converge, auto-converge or
    post-copy is chosen per domain, with the reason;
@@ -267,9 +268,11 @@ class _Placer:
         self.heaps = {}
         for host in destinations.values():
             for resource in (MEMORY,) + tuple(HUGEPAGE_MIB):
-                self.heaps.setdefault((host.cpu_group, resource), []).append((-host.free(resource), host.name))
+                self.heaps.setdefault((host.cpu_group, resource), []).append((-host.free(resource), 0, host.name))
         for heap in self.heaps.values():
             heapq.heapify(heap)
+        # MiB placed on each host so far: among hosts with as much free, the least loaded link wins.
+        self.incoming_mib = dict((name, 0) for name in destinations)
         # anti-affinity group -> hosts already holding a member
         self.group_hosts = {}
         for domain in staying_domains:
@@ -281,20 +284,25 @@ class _Placer:
         rejected = []
         chosen = None
         while heap:
-            negative_free, name = heap[0]
+            negative_free, incoming, name = heap[0]
             if -negative_free < domain.amount:
                 break  # the host with the most free space is too small: so is every other
             heapq.heappop(heap)
+            if incoming != self.incoming_mib[name]:
+                # Stale tie-break: the host took a domain of another resource since.
+                heapq.heappush(heap, (negative_free, self.incoming_mib[name], name))
+                continue
             host = self.destinations[name]
             if self._conflict(domain, host) is None:
                 chosen = host
                 break
-            rejected.append((negative_free, name))
+            rejected.append((negative_free, incoming, name))
         for entry in rejected:
             heapq.heappush(heap, entry)
         if chosen is not None:
             chosen.take(domain)
-            heapq.heappush(heap, (-chosen.free(domain.resource), chosen.name))
+            self.incoming_mib[chosen.name] += domain.memory_mib
+            heapq.heappush(heap, (-chosen.free(domain.resource), self.incoming_mib[chosen.name], chosen.name))
             for group in domain.anti_affinity:
                 self.group_hosts.setdefault(group, {})[chosen.name] = domain.name
         return chosen

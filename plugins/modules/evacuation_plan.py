@@ -19,7 +19,8 @@ description:
     C(run_once=true), feeding it facts gathered from the hosts (for example by M(presplit.kvm.host_info)).
   - "Placement: largest domains first, each to the eligible host (same CPU group, not being drained) with the most free
     memory, or free huge pages of its size for hugetlbfs-backed domains, that has the vCPUs left and holds no member of
-    its anti-affinity groups. Balance bound: a host that receives domains ends with at most the largest of them less free
+    its anti-affinity groups; among hosts with as much free, the one that receives the fewest MiB so far, which spreads
+    the migrations over the destinations' links. Balance bound: a host that receives domains ends with at most the largest of them less free
     than any other host that could also have taken it (when vCPUs and anti-affinity do not decide)."
   - "Prediction per migration (pre-copy model): pass 0 sends all memory, each next pass re-sends what was dirtied during
     the previous one, until the rest fits in O(max_downtime_ms) at the migration's bandwidth. When pre-copy does not

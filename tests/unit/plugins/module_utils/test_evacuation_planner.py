@@ -173,6 +173,22 @@ def test_incoming_limit_holds_when_bandwidth_would_allow_more():
     assert plan['summary']['makespan_s'] == pytest.approx(3 * 1024 / 50.0)
 
 
+def test_among_hosts_with_as_much_free_the_least_loaded_link_wins():
+    # After a, d1 and d2 have 6144 MiB free each: b goes to d2, whose link carries nothing yet.
+    hosts = [host('s'), host('d1', memory=8192), host('d2', memory=6144)]
+    plan = plan_evacuation(hosts, [domain('a', 's', memory=2048), domain('b', 's', memory=2048)], ['s'])
+    assert plan['placement'] == {'a': 'd1', 'b': 'd2'}
+
+
+def test_link_load_counts_across_resources():
+    # m (memory) ties and goes to d1 by name; h (2M pages) ties on pages, and d1's link
+    # already carries m.
+    hosts = [host('s'), host('d1', pages_2m=4096), host('d2', pages_2m=4096)]
+    domains = [domain('m', 's', memory=4096), domain('h', 's', memory=2048, backing='hugetlb-2M')]
+    plan = plan_evacuation(hosts, domains, ['s'])
+    assert plan['placement'] == {'m': 'd1', 'h': 'd2'}
+
+
 def test_destinations_are_balanced_and_hugepages_counted_per_size():
     hosts = [host('src', pages_2m=4096, pages_1g=8), host('a', memory=6144, pages_2m=1024, pages_1g=4),
              host('b', memory=4096, pages_2m=2048, pages_1g=1)]
