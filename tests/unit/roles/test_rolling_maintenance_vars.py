@@ -31,8 +31,10 @@ DOMAINS = [
     {"name": "idle", "host": "h1", "memory_mib": 4096},
     {"name": "busy", "host": "h1", "memory_mib": 8192, "dirty_rate_mib_per_s": 2000},
     {"name": "gpu", "host": "h1", "memory_mib": 1024, "pinned": True},
-    # On h2, drained in the same batch: not h1's business.
+    # On h2, drained in the same batch: not h1's business, except that h1's waves follow
+    # the batch's, h2's included.
     {"name": "other", "host": "h2", "memory_mib": 2048},
+    {"name": "other2", "host": "h2", "memory_mib": 2048},
 ]
 
 
@@ -69,3 +71,20 @@ def test_options_follow_the_planned_mode_and_bandwidth(view):
         migration = planned[entry["name"]]
         assert entry["options"] == dict(expected_mode_options[migration["mode"]],
                                         bandwidth=int(migration["bandwidth_mib_per_s"]))
+
+
+def test_each_wave_waits_for_what_the_plan_waits_for_since_the_host_s_previous_wave(view):
+    plan, mine = view
+    expected = {}
+    waited = []
+    for wave in plan["waves"]:
+        waited += wave["wait_for"]
+        own = [m["domain"] for m in wave["migrations"] if m["source"] == "h1"]
+        for name in own:
+            expected[name] = waited
+        if own:
+            waited = []
+    assert dict((m["name"], m["after"]) for m in mine["migrations"]) == expected
+    # The case that matters: an h2 migration ended in a wave of h2's alone, and h1's next
+    # wave still waits for it.
+    assert any(name.startswith("other") for after in expected.values() for name in after), plan["waves"]

@@ -1,0 +1,93 @@
+"""presplit.kvm.live_migration runs planned waves overlapped, as the planner planned them.
+
+A wave whose domains name the migrations it waits for (``after``, the plan wave's
+``wait_for``) starts as soon as those have ended, while the other migrations still run;
+a wave without ``after`` waits for every running migration. Three guests move: w1 is
+held to 3 MiB/s with a 48 MiB buffer to send, w2 goes at full speed, and w3 is in the
+second wave. With ``after: [w2]`` w3 must start once w2 has ended and before w1 ends;
+without it, only after w1 has ended.
+
+Brings up its own lab (lab_name "woverlap", 2 hosts, 3 guests on h1) and always tears
+it down. Needs root, libvirt and QEMU; about three minutes.
+
+    cd /work/main && .venv/bin/python -m pytest tests/lab/test_wave_overlap.py -v -s
+"""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+import lab_control
+
+LAB = "woverlap"
+HOSTS = ["h1", "h2"]
+GUESTS = [{"name": "w1", "host": "h1", "buffer_mib": 48}, {"name": "w2", "host": "h1"}, {"name": "w3", "host": "h1"}]
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
+
+PLAYBOOK = """
+- name: Migrate the guests in the given waves
+  hosts: "{{ source }}"
+  gather_facts: false
+  tasks:
+    - name: Run the live_migration role
+      ansible.builtin.include_role:
+        name: presplit.kvm.live_migration
+      vars:
+        live_migration_domains: "{{ domains }}"
+
+    - name: Keep the results for the test
+      ansible.builtin.copy:
+        content: "{{ live_migration_results | to_json }}"
+        dest: "{{ results_file }}"
+        mode: "0600"
+      delegate_to: localhost
+"""
+
+
+@pytest.fixture(scope="module")
+def lab():
+    lab_control.lab_up(LAB, hosts=len(HOSTS), guests=GUESTS)
+    try:
+        yield LAB
+    finally:
+        lab_control.lab_down(LAB)
+
+
+def migrate(tmp_path, source, destination, w3_after):
+    """Migrate w1 (slow) and w2 in wave 1 and w3 in wave 2; return the results by domain."""
+    w3 = {"name": "w3", "destination": destination, "wave": 2}
+    if w3_after is not None:
+        w3["after"] = w3_after
+    domains = [{"name": "w1", "destination": destination, "wave": 1, "options": {"bandwidth": 3}},
+               {"name": "w2", "destination": destination, "wave": 1}, w3]
+    playbook = tmp_path / "waves.yml"
+    playbook.write_text(PLAYBOOK)
+    results_file = tmp_path / "results.json"
+    variables = {"source": source, "domains": domains, "results_file": str(results_file)}
+    env = dict(os.environ, ANSIBLE_CONFIG=str(lab_control.REPO / "ansible.cfg"))
+    run = subprocess.run([lab_control.ansible_playbook(), "-i", str(lab_control.inventory(LAB)), str(playbook),
+                          "-e", json.dumps(variables)],
+                         cwd=lab_control.REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    results = {r["domain"]: r for r in json.loads(results_file.read_text())}
+    assert sorted(results) == ["w1", "w2", "w3"]
+    for name, result in results.items():
+        assert result["status"] == "migrated", result
+        assert lab_control.hosts_running(LAB, HOSTS, name) == [destination], name
+    return results
+
+
+def test_a_wave_with_after_overlaps_the_migrations_it_does_not_wait_for(lab, tmp_path):
+    results = migrate(tmp_path, "h1", "h2", w3_after=["w2"])
+    w1, w2, w3 = results["w1"], results["w2"], results["w3"]
+    assert w3["migration_started"] >= w2["migration_ended"], (w2, w3)
+    assert w3["migration_started"] < w1["migration_ended"], (w1, w3)
+
+
+def test_a_wave_without_after_waits_for_every_running_migration(lab, tmp_path):
+    results = migrate(tmp_path, "h2", "h1", w3_after=None)
+    w1, w3 = results["w1"], results["w3"]
+    assert w3["migration_started"] >= w1["migration_ended"], (w1, w3)
