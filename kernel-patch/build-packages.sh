@@ -14,8 +14,9 @@
 # with a throw-away key, as any local build does.
 #
 # Slow: Debian's full configuration takes well over an hour on 2 cores.
-# Cached by (Debian version, series content): a rerun prints the paths.
-# Needs ~25 GB of disk under the cache.
+# Cached by (Debian version, series content): a rerun prints the paths, and
+# a rerun after an interrupted build resumes it.  Needs ~25 GB of disk
+# under the cache.
 #
 # PRESPLIT_PACKAGE_CONFIG=test builds a small kernel for test VMs instead
 # (tests/kernel/run-packages.sh): Debian's configuration with every module
@@ -104,15 +105,23 @@ else
 fi
 release="${DEB_VERSION%%-*}$localversion"
 
+src="$out/linux-source-6.12"
 if [ ! -e "$out/.done" ]; then
-	rm -rf "$out"
-	mkdir -p "$out"
-	# A private copy: an out-of-tree build needs a source tree that nothing
-	# else builds in, and PATCHED_SRC is where others build the selftests.
-	src="$out/linux-source-6.12"
-	cp -a --reflink=auto "$(pristine_source)" "$src"
-	apply_series "$src"
-	configure "$src" "$out/build"
+	if [ -e "$out/.configured" ]; then
+		# Same version, series and recipe (the path says so): make goes on
+		# from what the interrupted build left, and kbuild rebuilds any
+		# object whose command record is missing, as a killed compile's is.
+		log "resuming the interrupted build in $out"
+	else
+		rm -rf "$out"
+		mkdir -p "$out"
+		# A private copy: an out-of-tree build needs a source tree that nothing
+		# else builds in, and PATCHED_SRC is where others build the selftests.
+		cp -a --reflink=auto "$(pristine_source)" "$src"
+		apply_series "$src"
+		configure "$src" "$out/build"
+		touch "$out/.configured"
+	fi
 	log "building kernel packages ($config configuration) in $out (this takes long)"
 	# bindeb-pkg puts the packages in the parent of the build directory.
 	make -C "$src" O="$out/build" -j"$KP_JOBS" \
