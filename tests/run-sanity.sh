@@ -41,3 +41,9 @@ for m in $modules; do
 	ansible-doc "$m" >/dev/null
 	echo "  ansible-doc $m: ok"
 done
+callbacks=$(ansible-doc -t callback -l presplit.kvm | awk '{print $1}')
+[ -n "$callbacks" ] || { echo "no callback plugins listed by ansible-doc" >&2; exit 1; }
+for c in $callbacks; do
+	ansible-doc -t callback "$c" >/dev/null
+	echo "  ansible-doc -t callback $c: ok"
+done

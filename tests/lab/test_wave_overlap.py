@@ -5,7 +5,8 @@ A wave whose domains name the migrations it waits for (``after``, the plan wave'
 a wave without ``after`` waits for every running migration. Three guests move: w1 is
 held to 3 MiB/s with a 48 MiB buffer to send, w2 goes at full speed, and w3 is in the
 second wave. With ``after: [w2]`` w3 must start once w2 has ended and before w1 ends;
-without it, only after w1 has ended.
+without it, only after w1 has ended. While w1 runs, the presplit.kvm.migration_progress
+callback (enabled in ansible.cfg) prints how far it has got.
 
 Brings up its own lab (lab_name "woverlap", 2 hosts, 3 guests on h1) and always tears
 it down. Needs root, libvirt and QEMU; about three minutes.
@@ -15,6 +16,7 @@ it down. Needs root, libvirt and QEMU; about three minutes.
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -57,7 +59,8 @@ def lab():
 
 
 def migrate(tmp_path, source, destination, w3_after):
-    """Migrate w1 (slow) and w2 in wave 1 and w3 in wave 2; return the results by domain."""
+    """Migrate w1 (slow) and w2 in wave 1 and w3 in wave 2; return the results by domain
+    and the playbook's output."""
     w3 = {"name": "w3", "destination": destination, "wave": 2}
     if w3_after is not None:
         w3["after"] = w3_after
@@ -77,17 +80,20 @@ def migrate(tmp_path, source, destination, w3_after):
     for name, result in results.items():
         assert result["status"] == "migrated", result
         assert lab_control.hosts_running(LAB, HOSTS, name) == [destination], name
-    return results
+    return results, run.stdout
 
 
 def test_a_wave_with_after_overlaps_the_migrations_it_does_not_wait_for(lab, tmp_path):
-    results = migrate(tmp_path, "h1", "h2", w3_after=["w2"])
+    results, output = migrate(tmp_path, "h1", "h2", w3_after=["w2"])
     w1, w2, w3 = results["w1"], results["w2"], results["w3"]
     assert w3["migration_started"] >= w2["migration_ended"], (w2, w3)
     assert w3["migration_started"] < w1["migration_ended"], (w1, w3)
+    # e.g. "h1: 1 migrating | w1 41.5% pass 1, 70 MiB left, 3.0 MiB/s, 10 s"
+    progress = re.findall(r"^h1: \d+ migrating \|.* w1 ([\d.]+)% pass \d+, \d+ MiB left, [\d.]+ MiB/s, \d+ s", output, re.M)
+    assert progress, output[-4000:]
 
 
 def test_a_wave_without_after_waits_for_every_running_migration(lab, tmp_path):
-    results = migrate(tmp_path, "h2", "h1", w3_after=None)
+    results, _output = migrate(tmp_path, "h2", "h1", w3_after=None)
     w1, w3 = results["w1"], results["w3"]
     assert w3["migration_started"] >= w1["migration_ended"], (w1, w3)
