@@ -6,6 +6,7 @@ with roles/lab/files/lab-exec.sh and reads guest status lines with
 lab-guest-status.sh -- the same entry points a person uses by hand.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -54,6 +55,16 @@ def recap_changed(playbook_result, host="localhost"):
 
 def lab_up(lab_name, hosts=3, guests=()):
     return run_playbook("lab_up", lab_name, lab_hosts=hosts, lab_guests=list(guests))
+
+
+@contextlib.contextmanager
+def running_lab(lab_name, hosts, guests=()):
+    """A lab up for the duration of the block, torn down after it whatever happened."""
+    lab_up(lab_name, hosts=hosts, guests=guests)
+    try:
+        yield lab_name
+    finally:
+        lab_down(lab_name)
 
 
 def lab_guests(lab_name, guests):

@@ -48,11 +48,8 @@ STEP_QUICK = """
 
 @pytest.fixture(scope="module")
 def lab():
-    lab_control.lab_up(LAB, hosts=len(HOSTS), guests=GUESTS)
-    try:
-        yield LAB
-    finally:
-        lab_control.lab_down(LAB)
+    with lab_control.running_lab(LAB, hosts=len(HOSTS), guests=GUESTS) as name:
+        yield name
 
 
 def rolling_command(step_file):

@@ -51,11 +51,8 @@ PLAYBOOK = """
 
 @pytest.fixture(scope="module")
 def lab():
-    lab_control.lab_up(LAB, hosts=len(HOSTS), guests=GUESTS)
-    try:
-        yield LAB
-    finally:
-        lab_control.lab_down(LAB)
+    with lab_control.running_lab(LAB, hosts=len(HOSTS), guests=GUESTS) as name:
+        yield name
 
 
 def migrate(tmp_path, source, destination, w3_after):
