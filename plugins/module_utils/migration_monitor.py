@@ -60,7 +60,8 @@ class _MigrationThread(threading.Thread):
             self.error = str(exc) or exc.__class__.__name__
 
 
-def _job_is_active(stats, lv):
+def job_is_active(stats, lv):
+    """Whether a virDomainGetJobStats dict describes a job that is still running."""
     return stats.get("type") in (lv.VIR_DOMAIN_JOB_BOUNDED, lv.VIR_DOMAIN_JOB_UNBOUNDED)
 
 
@@ -96,7 +97,7 @@ class MigrationMonitor:
             if not worker.is_alive():
                 break
             stats = self._poll()
-            if not stats or not _job_is_active(stats, self._lv):
+            if not stats or not job_is_active(stats, self._lv):
                 continue
             outcome.samples.append(_sample(stats, elapsed))
             step = due_downtime(self._schedule, elapsed, applied_step)

@@ -102,6 +102,7 @@ from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_client import
     find_domain,
     open_connection,
 )
+from ansible_collections.presplit.kvm.plugins.module_utils.migration_monitor import job_is_active
 
 MIB = 1024 * 1024
 # Seconds between two reads while watching (wait_s).
@@ -130,7 +131,7 @@ def domain_progress(domain, lv):
 
 def job_progress(stats, lv):
     """The progress entry of a running domain from its virDomainGetJobStats dict."""
-    if stats.get("type") not in (lv.VIR_DOMAIN_JOB_BOUNDED, lv.VIR_DOMAIN_JOB_UNBOUNDED):
+    if not job_is_active(stats, lv):
         return {"state": "running"}
     entry = {"state": "migrating", "elapsed_s": round(stats.get("time_elapsed", 0) / 1000.0, 1)}
     for name, key in (("iteration", "memory_iteration"),
