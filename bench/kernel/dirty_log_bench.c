@@ -9,13 +9,24 @@
  *   plain dirty logging (eager split inside the enable): enable, then one
  *   GET_DIRTY_LOG.
  *
+ * The pre-split runs while the vCPUs write, as it does on a running VM, so
+ * it pays the same contention as eager split does inside the enable.  The
+ * time of the split itself, in the ioctl and inside the enable, comes from
+ * the function graph tracer (when tracefs is there): the enable also
+ * write-protects the whole slot, which is no splitting and costs more.
+ *
  * The guest measures itself: between two page writes it reads the TSC and
  * keeps the longest gap and a log2 histogram of the gaps, so vCPU stalls on
- * mmu_lock show up as long gaps.  Prints one table; a benchmark, no asserts
- * on timing.
+ * mmu_lock show up as long gaps.  The four modes run in turn, ROUNDS times,
+ * and every figure is the median over the rounds, so that one unlucky
+ * scheduling decision does not make a ratio.  Prints tables; a benchmark,
+ * no asserts on timing.
+ *
+ *   dirty_log_bench [MiB [vCPUs [rounds]]]     (default 512 1 3)
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -23,12 +34,15 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "ktest.h"
 
-#define NR_VCPUS		2
+#define MAX_VCPUS		16
+#define MAX_ROUNDS		15
 #define SLOT_GPA		SZ_1G
 /* QEMU clears the dirty log in 1 GiB chunks (clear_bmap_shift 18); smaller
  * chunks give the vCPUs more chances to run between them. */
@@ -80,13 +94,100 @@ struct mode {
 	bool presplit;
 };
 
+/* All doubles, so that medians can be taken field by field. */
 struct result {
 	double presplit_wall_s, presplit_cpu_s;
-	uint64_t presplit_nr;
 	double enable_s, enable_cpu_s, first_pass_s;
-	uint64_t huge_split_in_path;
-	uint32_t longest_gap, p99_gap;
+	double huge_split_in_path;
+	double longest_gap, p99_gap;	/* TSC cycles */
+	double ioctl_split_s, enable_split_s;	/* traced, -1 if untraced */
 };
+
+#define RESULT_FIELDS	(sizeof(struct result) / sizeof(double))
+
+#define TRACEFS		"/sys/kernel/tracing"
+/* The arch split of each ioctl chunk, and eager splitting in the enable. */
+#define IOCTL_SPLIT_FN	"kvm_arch_split_huge_pages"
+#define ENABLE_SPLIT_FN	"kvm_mmu_slot_try_split_huge_pages"
+
+static bool tracing;
+
+/* Writes @value to a tracefs file, which may take it a word at a time. */
+static bool write_tracefs(const char *file, const char *value)
+{
+	size_t done = 0, len = strlen(value);
+	char path[128];
+	ssize_t n = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), TRACEFS "/%s", file);
+	fd = open(path, O_WRONLY | O_TRUNC);
+	if (fd < 0)
+		return false;
+	while (done < len && (n = write(fd, value + done, len - done)) > 0)
+		done += n;
+	close(fd);
+	return done == len;
+}
+
+/*
+ * The function graph tracer on the two split functions only, at depth 1:
+ * it records how long each call took and nothing below it.
+ */
+static void setup_tracing(void)
+{
+	static const char *const settings[][2] = {
+		{ "tracing_on", "0" },
+		{ "set_ftrace_filter", IOCTL_SPLIT_FN " " ENABLE_SPLIT_FN },
+		{ "max_graph_depth", "1" },
+		{ "current_tracer", "function_graph" },
+	};
+
+	mkdir(TRACEFS, 0755);
+	mount("tracefs", TRACEFS, "tracefs", 0, NULL);	/* EBUSY: there */
+	for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
+		if (!write_tracefs(settings[i][0], settings[i][1])) {
+			printf("# no function graph tracing (%s: %m): split times not measured\n",
+			       settings[i][0]);
+			return;
+		}
+	}
+	tracing = true;
+}
+
+static void trace_start(void)
+{
+	if (tracing)
+		ASSERT(write_tracefs("trace", "") &&
+		       write_tracefs("tracing_on", "1"), "tracefs: %m");
+}
+
+/*
+ * Stops tracing and returns the summed duration (s) of the calls of @fn,
+ * from lines such as "1) # 2345.678 us |  kvm_arch_split_huge_pages [kvm]();".
+ */
+static double trace_stop(const char *fn)
+{
+	char line[512], *us;
+	double total_us = 0;
+	FILE *f;
+
+	if (!tracing)
+		return -1;
+	ASSERT(write_tracefs("tracing_on", "0"), "tracefs: %m");
+	f = fopen(TRACEFS "/trace", "r");
+	ASSERT(f, "tracefs: %m");
+	while (fgets(line, sizeof(line), f)) {
+		us = strstr(line, " us ");
+		if (!us || !strstr(line, fn))
+			continue;
+		while (us > line && us[-1] != ' ')
+			us--;
+		total_us += strtod(us, NULL);
+	}
+	fclose(f);
+	return total_us / 1e6;
+}
 
 static double thread_cpu_s(void)
 {
@@ -151,7 +252,7 @@ static uint32_t p99_of(struct gap_stats *s, int n)
 	return UINT32_MAX;
 }
 
-static uint64_t presplit(struct vm *vm, uint64_t gpa, uint64_t size)
+static void presplit(struct vm *vm, uint64_t gpa, uint64_t size)
 {
 	struct kvm_split_huge_pages args = {
 		.gpa = gpa, .size = size,
@@ -167,7 +268,7 @@ static uint64_t presplit(struct vm *vm, uint64_t gpa, uint64_t size)
 		ASSERT(!r || errno == EINTR || errno == EAGAIN, "split: %m");
 		nr += args.nr_split;
 	} while (r);
-	return nr;
+	ASSERT_EQ(nr, size / SZ_2M);
 }
 
 /* QEMU's first pass: one bitmap sync, then clearing chunk by chunk. */
@@ -193,15 +294,16 @@ out:
 	free(bitmap);
 }
 
-static struct result run_mode(const struct mode *m, uint64_t size)
+static struct result run_mode(const struct mode *m, uint64_t size,
+			      int nr_vcpus)
 {
 	struct result r = { 0 };
 	struct vm *vm = vm_create();
 	void *mem = alloc_thp(size);
 	atomic_bool stop = false;
-	struct writer w[NR_VCPUS];
-	struct gap_stats stats[NR_VCPUS];
-	uint64_t half = size / NR_VCPUS, pages_2m_before;
+	struct writer w[MAX_VCPUS];
+	struct gap_stats stats[MAX_VCPUS];
+	uint64_t share = size / nr_vcpus, pages_2m_before;
 	double t0, c0;
 
 	memcpy(vm->code + TIMED_LOOP_GPA, guest_timed_write_loop,
@@ -209,51 +311,55 @@ static struct result run_mode(const struct mode *m, uint64_t size)
 	if (m->initially_set)
 		vm_enable_manual_dirty_log(vm, true);
 	vm_set_memslot(vm, FIRST_TEST_SLOT, 0, SLOT_GPA, size, mem);
-	for (int i = 0; i < NR_VCPUS; i++) {
+	for (int i = 0; i < nr_vcpus; i++) {
 		w[i] = (struct writer) {
-			.vcpu = timed_writer(vm, i, SLOT_GPA + i * half, half),
+			.vcpu = timed_writer(vm, i, SLOT_GPA + i * share, share),
 			.stop = &stop,
 		};
 		ASSERT_EQ(vcpu_run_pass(w[i].vcpu), 0);	/* fault in, huge */
 	}
 	ASSERT_EQ(vm_page_counts(vm).pages_2m, size / SZ_2M);
 
-	if (m->presplit) {
-		t0 = wall_s();
-		c0 = thread_cpu_s();
-		r.presplit_nr = presplit(vm, SLOT_GPA, size);
-		r.presplit_cpu_s = thread_cpu_s() - c0;
-		r.presplit_wall_s = wall_s() - t0;
-	}
-
-	for (int i = 0; i < NR_VCPUS; i++)
+	for (int i = 0; i < nr_vcpus; i++)
 		pthread_create(&w[i].thread, NULL, writer_thread, &w[i]);
 	usleep(200 * 1000);
+	if (m->presplit) {
+		trace_start();
+		t0 = wall_s();
+		c0 = thread_cpu_s();
+		presplit(vm, SLOT_GPA, size);
+		r.presplit_cpu_s = thread_cpu_s() - c0;
+		r.presplit_wall_s = wall_s() - t0;
+		r.ioctl_split_s = trace_stop(IOCTL_SPLIT_FN);
+	}
 	pages_2m_before = vm_page_counts(vm).pages_2m;
-	for (int i = 0; i < NR_VCPUS; i++)
+	for (int i = 0; i < nr_vcpus; i++)
 		memset(gap_stats_of(vm, i), 0, sizeof(struct gap_stats));
 
 	/* The critical path: dirty logging on, then the first pass. */
+	trace_start();
 	t0 = wall_s();
 	c0 = thread_cpu_s();
 	vm_set_memslot(vm, FIRST_TEST_SLOT, KVM_MEM_LOG_DIRTY_PAGES, SLOT_GPA,
 		       size, mem);
 	r.enable_cpu_s = thread_cpu_s() - c0;
 	r.enable_s = wall_s() - t0;
+	r.enable_split_s = trace_stop(ENABLE_SPLIT_FN);
 	t0 = wall_s();
 	first_dirty_log_pass(vm, size / SZ_4K, m->initially_set);
 	r.first_pass_s = wall_s() - t0;
 	r.huge_split_in_path = pages_2m_before - vm_page_counts(vm).pages_2m;
 
-	memcpy(stats, gap_stats_of(vm, 0), sizeof(stats));
+	for (int i = 0; i < nr_vcpus; i++)
+		stats[i] = *gap_stats_of(vm, i);
 	atomic_store(&stop, true);
-	for (int i = 0; i < NR_VCPUS; i++) {
+	for (int i = 0; i < nr_vcpus; i++) {
 		pthread_join(w[i].thread, NULL);
 		vcpu_destroy(w[i].vcpu);
 		if (stats[i].longest > r.longest_gap)
 			r.longest_gap = stats[i].longest;
 	}
-	r.p99_gap = p99_of(stats, NR_VCPUS);
+	r.p99_gap = p99_of(stats, nr_vcpus);
 	vm_destroy(vm);
 	munmap(mem, size);
 	return r;
@@ -264,35 +370,72 @@ static double ratio(double with, double without)
 	return without > 0 ? with / without : 0;
 }
 
-static void print_pair(const char *title, struct result *a, struct result *b,
-		       double gib, bool eager_mode)
+static int compare_doubles(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* The field-by-field median of @n results. */
+static struct result median_result(const struct result *r, int n)
+{
+	struct result med;
+	double column[MAX_ROUNDS];
+
+	for (size_t f = 0; f < RESULT_FIELDS; f++) {
+		for (int i = 0; i < n; i++)
+			column[i] = ((const double *)&r[i])[f];
+		qsort(column, n, sizeof(double), compare_doubles);
+		((double *)&med)[f] = n % 2 ? column[n / 2] :
+			(column[n / 2 - 1] + column[n / 2]) / 2;
+	}
+	return med;
+}
+
+static void print_row(const char *what, const char *fmt, double without,
+		      double with)
+{
+	char a[32], b[32];
+
+	snprintf(a, sizeof(a), fmt, without);
+	snprintf(b, sizeof(b), fmt, with);
+	printf("BENCH %-44s %14s %14s %8.3f\n", what, a, b, ratio(with, without));
+}
+
+static void print_pair(const char *title, const struct result *a,
+		       const struct result *b, double gib, bool eager_mode)
 {
 	printf("BENCH\nBENCH %s\n", title);
-	printf("BENCH %-40s %14s %14s %8s\n", "", "no pre-split", "pre-split", "ratio");
-	printf("BENCH %-40s %14.4f %14.4f %8.3f\n", "critical path: enable (s)",
-	       a->enable_s, b->enable_s, ratio(b->enable_s, a->enable_s));
-	printf("BENCH %-40s %14.4f %14.4f %8.3f\n", "critical path: first pass (s)",
-	       a->first_pass_s, b->first_pass_s,
-	       ratio(b->first_pass_s, a->first_pass_s));
-	printf("BENCH %-40s %14.4f %14.4f %8.3f\n", "critical path: total (s)",
-	       a->enable_s + a->first_pass_s, b->enable_s + b->first_pass_s,
-	       ratio(b->enable_s + b->first_pass_s, a->enable_s + a->first_pass_s));
-	printf("BENCH %-40s %14llu %14llu %8.3f\n", "huge mappings split in the path",
-	       (unsigned long long)a->huge_split_in_path,
-	       (unsigned long long)b->huge_split_in_path,
-	       ratio(b->huge_split_in_path, a->huge_split_in_path));
-	printf("BENCH %-40s %14u %14u %8.3f\n", "vCPU longest stall (TSC cycles)",
-	       a->longest_gap, b->longest_gap, ratio(b->longest_gap, a->longest_gap));
-	printf("BENCH %-40s %14u %14u %8.3f\n", "vCPU p99 write gap (<= TSC cycles)",
-	       a->p99_gap, b->p99_gap, ratio(b->p99_gap, a->p99_gap));
-	printf("BENCH %-40s %14s %14.4f\n", "pre-split ioctl wall (s)", "-",
+	printf("BENCH %-44s %14s %14s %8s\n", "", "no pre-split", "pre-split", "ratio");
+	print_row("critical path: enable (s)", "%.4f", a->enable_s, b->enable_s);
+	print_row("critical path: first pass (s)", "%.4f", a->first_pass_s,
+		  b->first_pass_s);
+	print_row("critical path: total (s)", "%.4f",
+		  a->enable_s + a->first_pass_s, b->enable_s + b->first_pass_s);
+	print_row("huge mappings split in the path", "%.0f",
+		  a->huge_split_in_path, b->huge_split_in_path);
+	print_row("vCPU longest stall (TSC cycles)", "%.0f", a->longest_gap,
+		  b->longest_gap);
+	print_row("vCPU p99 write gap (<= TSC cycles)", "%.0f", a->p99_gap,
+		  b->p99_gap);
+	printf("BENCH %-44s %14s %14.4f\n", "pre-split ioctl wall (s)", "-",
 	       b->presplit_wall_s);
-	printf("BENCH %-40s %14s %14.4f\n", "pre-split ioctl CPU per GiB (s)", "-",
+	printf("BENCH %-44s %14s %14.4f\n", "pre-split ioctl CPU per GiB (s)", "-",
 	       b->presplit_cpu_s / gib);
-	if (eager_mode)
-		printf("BENCH %-40s %14.4f %14s %8.3f\n",
-		       "eager split (enable) CPU per GiB (s)", a->enable_cpu_s / gib,
-		       "-", ratio(b->presplit_cpu_s, a->enable_cpu_s));
+	if (!eager_mode)
+		return;
+	print_row("enable CPU per GiB (s)", "%.4f", a->enable_cpu_s / gib,
+		  b->enable_cpu_s / gib);
+	if (a->enable_split_s < 0)
+		return;
+	/* Eager split on the left, the ioctl's split of the same memory on
+	 * the right: in-kernel time of the split, then the ioctl's whole CPU
+	 * time (its hold included) against eager split's. */
+	print_row("split time per GiB (s), traced", "%.4f",
+		  a->enable_split_s / gib, b->ioctl_split_s / gib);
+	print_row("CPU per GiB (s): eager split, ioctl", "%.4f",
+		  a->enable_split_s / gib, b->presplit_cpu_s / gib);
 }
 
 int main(int argc, char **argv)
@@ -302,19 +445,42 @@ int main(int argc, char **argv)
 		{ "eager", false, false }, { "eager", false, true },
 	};
 	uint64_t mib = argc > 1 ? strtoull(argv[1], NULL, 0) : 512;
-	struct result r[4];
+	int nr_vcpus = argc > 2 ? atoi(argv[2]) : 1;
+	int rounds = argc > 3 ? atoi(argv[3]) : 3;
+	struct result r[4][MAX_ROUNDS], med[4];
 
+	ASSERT(mib >= 2 && mib % 2 == 0, "MiB must be a positive multiple of 2");
+	ASSERT(nr_vcpus >= 1 && nr_vcpus <= MAX_VCPUS &&
+	       (mib / 2) % nr_vcpus == 0,
+	       "vCPUs must be 1-%d and share the 2 MiB pages evenly", MAX_VCPUS);
+	ASSERT(rounds >= 1 && rounds <= MAX_ROUNDS, "rounds must be 1-%d",
+	       MAX_ROUNDS);
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	for (int i = 0; i < 4; i++) {
-		r[i] = run_mode(&modes[i], mib << 20);
-		printf("# %s%s done\n", modes[i].name,
-		       modes[i].presplit ? "+presplit" : "");
+	setup_tracing();
+	/* Modes in turn within each round: a drift of the machine over the
+	 * run touches all of them alike. */
+	for (int round = 0; round < rounds; round++) {
+		for (int i = 0; i < 4; i++) {
+			struct result *x = &r[i][round];
+
+			*x = run_mode(&modes[i], mib << 20, nr_vcpus);
+			printf("# round %d %s%s: enable %.4f s (CPU %.4f s, split %.4f s), first pass %.4f s, stall %.0f, ioctl %.4f s (CPU %.4f s, split %.4f s)\n",
+			       round + 1, modes[i].name,
+			       modes[i].presplit ? "+presplit" : "", x->enable_s,
+			       x->enable_cpu_s, x->enable_split_s,
+			       x->first_pass_s, x->longest_gap,
+			       x->presplit_wall_s, x->presplit_cpu_s,
+			       x->ioctl_split_s);
+		}
 	}
-	printf("BENCH %llu MiB of THP memory, %d vCPUs writing, %d huge mappings\n",
-	       (unsigned long long)mib, NR_VCPUS, (int)((mib << 20) / SZ_2M));
+	for (int i = 0; i < 4; i++)
+		med[i] = median_result(r[i], rounds);
+	printf("BENCH %llu MiB of THP memory, %d vCPU(s) writing, %d huge mappings, median of %d round(s)\n",
+	       (unsigned long long)mib, nr_vcpus, (int)((mib << 20) / SZ_2M),
+	       rounds);
 	print_pair("manual-protect + initially-set (QEMU), first GET/CLEAR pass",
-		   &r[0], &r[1], mib / 1024.0, false);
+		   &med[0], &med[1], mib / 1024.0, false);
 	print_pair("plain dirty logging, eager split at enable",
-		   &r[2], &r[3], mib / 1024.0, true);
+		   &med[2], &med[3], mib / 1024.0, true);
 	return 0;
 }
