@@ -126,6 +126,8 @@ static bool write_tracefs(const char *file, const char *value)
 		return false;
 	while (done < len && (n = write(fd, value + done, len - done)) > 0)
 		done += n;
+	if (done < len && n == 0)
+		errno = EIO;
 	close(fd);
 	return done == len;
 }
@@ -153,6 +155,15 @@ static void setup_tracing(void)
 		}
 	}
 	tracing = true;
+}
+
+/* Leaves tracefs as a host expects it: no tracer, no filter. */
+static void teardown_tracing(void)
+{
+	if (tracing)
+		ASSERT(write_tracefs("current_tracer", "nop") &&
+		       write_tracefs("set_ftrace_filter", "") &&
+		       write_tracefs("max_graph_depth", "0"), "tracefs: %m");
 }
 
 static void trace_start(void)
@@ -482,5 +493,6 @@ int main(int argc, char **argv)
 		   &med[0], &med[1], mib / 1024.0, false);
 	print_pair("plain dirty logging, eager split at enable",
 		   &med[2], &med[3], mib / 1024.0, true);
+	teardown_tracing();
 	return 0;
 }
