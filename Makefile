@@ -19,6 +19,7 @@ help:
 	@echo "make test   - unit, sanity, lint, integration (molecule) and kernel tiers"
 	@echo "make lab-up / lab-down - the lab alone (LAB_NAME=presplit)"
 	@echo "make kernel-packages - opt-in: kernel_stage packages method end to end on a GRUB VM (~15 min, first ~1 h)"
+	@echo "                       PRESPLIT_PACKAGE_CONFIG=debian: with the Debian-configured kernel (first build: hours)"
 
 deps: $(VENV)/.deps-stamp
 $(VENV)/.deps-stamp: requirements.txt scripts/install-deps.sh
