@@ -41,6 +41,7 @@
 
 #include "ktest.h"
 
+#define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
 #define MAX_VCPUS		16
 #define MAX_ROUNDS		15
 #define SLOT_GPA		SZ_1G
@@ -147,7 +148,7 @@ static void setup_tracing(void)
 
 	mkdir(TRACEFS, 0755);
 	mount("tracefs", TRACEFS, "tracefs", 0, NULL);	/* EBUSY: there */
-	for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(settings); i++) {
 		if (!write_tracefs(settings[i][0], settings[i][1])) {
 			printf("# no function graph tracing (%s: %m): split times not measured\n",
 			       settings[i][0]);
@@ -263,25 +264,6 @@ static uint32_t p99_of(struct gap_stats *s, int n)
 	return UINT32_MAX;
 }
 
-static void presplit(struct vm *vm, uint64_t gpa, uint64_t size)
-{
-	struct kvm_split_huge_pages args = {
-		.gpa = gpa, .size = size,
-		.target_level = KVM_SPLIT_HUGE_PAGES_LEVEL_4K,
-		.flags = KVM_SPLIT_HUGE_PAGES_HOLD,
-	};
-	uint64_t nr = 0;
-	int r;
-
-	do {
-		args.nr_split = 0;
-		r = ioctl(vm->fd, KVM_SPLIT_HUGE_PAGES, &args);
-		ASSERT(!r || errno == EINTR || errno == EAGAIN, "split: %m");
-		nr += args.nr_split;
-	} while (r);
-	ASSERT_EQ(nr, size / SZ_2M);
-}
-
 /* QEMU's first pass: one bitmap sync, then clearing chunk by chunk. */
 static void first_dirty_log_pass(struct vm *vm, uint64_t npages,
 				 bool initially_set)
@@ -338,7 +320,9 @@ static struct result run_mode(const struct mode *m, uint64_t size,
 		trace_start();
 		t0 = wall_s();
 		c0 = thread_cpu_s();
-		presplit(vm, SLOT_GPA, size);
+		ASSERT_EQ(split_range(vm->fd, SLOT_GPA, size,
+				      KVM_SPLIT_HUGE_PAGES_LEVEL_4K,
+				      KVM_SPLIT_HUGE_PAGES_HOLD), size / SZ_2M);
 		r.presplit_cpu_s = thread_cpu_s() - c0;
 		r.presplit_wall_s = wall_s() - t0;
 		r.ioctl_split_s = trace_stop(IOCTL_SPLIT_FN);
@@ -458,7 +442,7 @@ int main(int argc, char **argv)
 	uint64_t mib = argc > 1 ? strtoull(argv[1], NULL, 0) : 512;
 	int nr_vcpus = argc > 2 ? atoi(argv[2]) : 1;
 	int rounds = argc > 3 ? atoi(argv[3]) : 3;
-	struct result r[4][MAX_ROUNDS], med[4];
+	struct result r[ARRAY_SIZE(modes)][MAX_ROUNDS], med[ARRAY_SIZE(modes)];
 
 	ASSERT(mib >= 2 && mib % 2 == 0, "MiB must be a positive multiple of 2");
 	ASSERT(nr_vcpus >= 1 && nr_vcpus <= MAX_VCPUS &&
@@ -471,7 +455,7 @@ int main(int argc, char **argv)
 	/* Modes in turn within each round: a drift of the machine over the
 	 * run touches all of them alike. */
 	for (int round = 0; round < rounds; round++) {
-		for (int i = 0; i < 4; i++) {
+		for (size_t i = 0; i < ARRAY_SIZE(modes); i++) {
 			struct result *x = &r[i][round];
 
 			*x = run_mode(&modes[i], mib << 20, nr_vcpus);
@@ -484,7 +468,7 @@ int main(int argc, char **argv)
 			       x->ioctl_split_s);
 		}
 	}
-	for (int i = 0; i < 4; i++)
+	for (size_t i = 0; i < ARRAY_SIZE(modes); i++)
 		med[i] = median_result(r[i], rounds);
 	printf("BENCH %llu MiB of THP memory, %d vCPU(s) writing, %d huge mappings, median of %d round(s)\n",
 	       (unsigned long long)mib, nr_vcpus, (int)((mib << 20) / SZ_2M),

@@ -134,6 +134,12 @@ int vcpu_run_pass(struct vcpu *vcpu);
  */
 void vcpu_prefault(struct vcpu *vcpu, uint64_t gpa, uint64_t size);
 
+/* One KVM_SPLIT_HUGE_PAGES call: 0 or -errno, args updated in place. */
+int split_once(int vm_fd, struct kvm_split_huge_pages *args);
+/* A whole range, resumed after -EINTR/-EAGAIN; returns the total nr_split. */
+uint64_t split_range(int vm_fd, uint64_t gpa, uint64_t size, uint32_t level,
+		     uint32_t flags);
+
 /* ---- foreign callers ------------------------------------------------------ */
 
 /*

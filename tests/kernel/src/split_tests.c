@@ -29,41 +29,6 @@
 #define SLOT_GPA	SZ_1G
 #define PAGES_PER_2M	(SZ_2M / SZ_4K)
 
-/* One KVM_SPLIT_HUGE_PAGES call: 0 or -errno, args updated in place. */
-static int split_once(int vm_fd, struct kvm_split_huge_pages *args)
-{
-	return ioctl(vm_fd, KVM_SPLIT_HUGE_PAGES, args) ? -errno : 0;
-}
-
-/*
- * Split (or hold, or release) a whole range, resuming after -EINTR/-EAGAIN
- * like a caller must; asserts the in/out contract on every return and
- * returns the total nr_split.
- */
-static uint64_t split_range(int vm_fd, uint64_t gpa, uint64_t size,
-			    uint32_t level, uint32_t flags)
-{
-	struct kvm_split_huge_pages args = {
-		.gpa = gpa, .size = size, .target_level = level, .flags = flags,
-	};
-	uint64_t total = 0;
-	int r;
-
-	do {
-		args.nr_split = 0;
-		r = split_once(vm_fd, &args);
-		ASSERT(r == 0 || r == -EINTR || r == -EAGAIN,
-		       "KVM_SPLIT_HUGE_PAGES [0x%llx, +0x%llx) level %u flags %u: %s",
-		       (unsigned long long)gpa, (unsigned long long)size,
-		       level, flags, strerror(-r));
-		ASSERT_EQ(args.gpa + args.size, gpa + size);
-		total += args.nr_split;
-	} while (r);
-	ASSERT_EQ(args.size, 0);
-	ASSERT_EQ(args.gpa, gpa + size);
-	return total;
-}
-
 /* A VM with one THP-backed memslot, mapped huge by KVM_PRE_FAULT_MEMORY. */
 struct thp_vm {
 	struct vm *vm;
