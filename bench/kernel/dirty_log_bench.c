@@ -2,10 +2,13 @@
 /*
  * The start of a live migration as QEMU drives it, with and without a
  * KVM_SPLIT_HUGE_PAGES pre-split (HOLD) done beforehand, on the same amount
- * of THP-backed guest memory while vCPUs keep writing it:
+ * of THP-backed guest memory while vCPUs keep writing it.  Three scenarios:
  *
  *   manual-protect + initially-set (QEMU's default): enable dirty logging,
  *   then the first full pass of GET_DIRTY_LOG + CLEAR_DIRTY_LOG in chunks;
+ *   the CLEARs split the huge pages under the write lock (eager split);
+ *   the same with kvm.eager_page_split=N: the CLEARs only write-protect the
+ *   huge pages, and every vCPU splits them later, in its own write faults;
  *   plain dirty logging (eager split inside the enable): enable, then one
  *   GET_DIRTY_LOG.
  *
@@ -16,11 +19,13 @@
  * write-protects the whole slot, which is no splitting and costs more.
  *
  * The guest measures itself: between two page writes it reads the TSC and
- * keeps the longest gap and a log2 histogram of the gaps, so vCPU stalls on
- * mmu_lock show up as long gaps.  The four modes run in turn, ROUNDS times,
- * and every figure is the median over the rounds, so that one unlucky
- * scheduling decision does not make a ratio.  Prints tables; a benchmark,
- * no asserts on timing.
+ * keeps the longest gap and a log2 histogram of the gaps, so vCPU stalls
+ * show up as long gaps.  Its window runs from the enable until every vCPU
+ * has written all of its memory once after the first pass: the faults
+ * that dirty logging costs the vCPUs, splits included, all land in it.
+ * The modes run in turn, ROUNDS times, and every figure is the median over
+ * the rounds, so that one unlucky scheduling decision does not make a
+ * ratio.  Prints tables; a benchmark, no asserts on timing.
  *
  *   dirty_log_bench [MiB [vCPUs [rounds]]]     (default 512 1 3)
  */
@@ -89,17 +94,18 @@ asm(".pushsection .rodata\n"
     ".code64\n"
     ".popsection\n");
 
-struct mode {
-	const char *name;
+struct scenario {
+	const char *name, *title;
 	bool initially_set;	/* manual-protect + initially-set, as QEMU */
-	bool presplit;
+	bool eager_split;	/* kvm.eager_page_split */
 };
 
 /* All doubles, so that medians can be taken field by field. */
 struct result {
 	double presplit_wall_s, presplit_cpu_s;
 	double enable_s, enable_cpu_s, first_pass_s;
-	double huge_split_in_path;
+	double huge_split_in_path, huge_split_by_vcpus;
+	double sweep_after_pass_s;
 	double longest_gap, p99_gap;	/* TSC cycles */
 	double ioctl_split_s, enable_split_s;	/* traced, -1 if untraced */
 };
@@ -159,12 +165,12 @@ static void setup_tracing(void)
 }
 
 /* Leaves tracefs as a host expects it: no tracer, no filter. */
-static void teardown_tracing(void)
+static bool teardown_tracing(void)
 {
-	if (tracing)
-		ASSERT(write_tracefs("current_tracer", "nop") &&
-		       write_tracefs("set_ftrace_filter", "") &&
-		       write_tracefs("max_graph_depth", "0"), "tracefs: %m");
+	return !tracing ||
+	       (write_tracefs("current_tracer", "nop") &&
+		write_tracefs("set_ftrace_filter", "") &&
+		write_tracefs("max_graph_depth", "0"));
 }
 
 static void trace_start(void)
@@ -218,15 +224,33 @@ struct writer {
 	pthread_t thread;
 	struct vcpu *vcpu;
 	atomic_bool *stop;
+	atomic_uint sweeps;	/* full passes over its memory */
 };
 
 static void *writer_thread(void *arg)
 {
 	struct writer *w = arg;
 
-	while (!atomic_load(w->stop))
+	while (!atomic_load(w->stop)) {
 		ASSERT_EQ(vcpu_run_pass(w->vcpu), 0);
+		atomic_fetch_add(&w->sweeps, 1);
+	}
 	return NULL;
+}
+
+/*
+ * Waits until every writer has written all of its memory once since now:
+ * the sweep under way may have started before, so two more must end.
+ */
+static void wait_for_full_sweeps(struct writer *w, int n)
+{
+	unsigned int start[MAX_VCPUS];
+
+	for (int i = 0; i < n; i++)
+		start[i] = atomic_load(&w[i].sweeps);
+	for (int i = 0; i < n; i++)
+		while (atomic_load(&w[i].sweeps) - start[i] < 2)
+			usleep(1000);
 }
 
 static struct vcpu *timed_writer(struct vm *vm, int id, uint64_t gpa,
@@ -277,7 +301,8 @@ static void first_dirty_log_pass(struct vm *vm, uint64_t npages,
 	for (uint64_t first = 0; first < npages; first += CLEAR_CHUNK_PAGES) {
 		struct kvm_clear_dirty_log clear = {
 			.slot = FIRST_TEST_SLOT, .first_page = first,
-			.num_pages = CLEAR_CHUNK_PAGES,
+			.num_pages = npages - first < CLEAR_CHUNK_PAGES ?
+				     npages - first : CLEAR_CHUNK_PAGES,
 			.dirty_bitmap = bitmap + first / 64,
 		};
 
@@ -287,8 +312,41 @@ out:
 	free(bitmap);
 }
 
-static struct result run_mode(const struct mode *m, uint64_t size,
-			      int nr_vcpus)
+#define EAGER_SPLIT_PARAM	"/sys/module/kvm/parameters/eager_page_split"
+
+static bool read_eager_split(void)
+{
+	char value = 0;
+	int fd = open(EAGER_SPLIT_PARAM, O_RDONLY);
+
+	ASSERT(fd >= 0 && read(fd, &value, 1) == 1, EAGER_SPLIT_PARAM ": %m");
+	close(fd);
+	return value == 'Y';
+}
+
+static bool set_eager_split(bool on)
+{
+	int fd = open(EAGER_SPLIT_PARAM, O_WRONLY);
+	bool done = fd >= 0 && write(fd, on ? "Y" : "N", 1) == 1;
+
+	if (fd >= 0)
+		close(fd);
+	return done;
+}
+
+static bool eager_split_was;
+
+/* At exit, failed assertions included: the host's settings as found. */
+static void restore_host(void)
+{
+	if (!teardown_tracing())
+		fprintf(stderr, "tracefs: tracer not reset: %m\n");
+	if (!set_eager_split(eager_split_was))
+		fprintf(stderr, EAGER_SPLIT_PARAM ": not restored: %m\n");
+}
+
+static struct result run_mode(const struct scenario *sc, bool presplit,
+			      uint64_t size, int nr_vcpus)
 {
 	struct result r = { 0 };
 	struct vm *vm = vm_create();
@@ -296,12 +354,15 @@ static struct result run_mode(const struct mode *m, uint64_t size,
 	atomic_bool stop = false;
 	struct writer w[MAX_VCPUS];
 	struct gap_stats stats[MAX_VCPUS];
-	uint64_t share = size / nr_vcpus, pages_2m_before;
+	uint64_t share = size / nr_vcpus, pages_2m_before, pages_2m_after_pass;
 	double t0, c0;
 
+	if (read_eager_split() != sc->eager_split)
+		ASSERT(set_eager_split(sc->eager_split),
+		       EAGER_SPLIT_PARAM " (root needed): %m");
 	memcpy(vm->code + TIMED_LOOP_GPA, guest_timed_write_loop,
 	       guest_timed_write_loop_end - guest_timed_write_loop);
-	if (m->initially_set)
+	if (sc->initially_set)
 		vm_enable_manual_dirty_log(vm, true);
 	vm_set_memslot(vm, FIRST_TEST_SLOT, 0, SLOT_GPA, size, mem);
 	for (int i = 0; i < nr_vcpus; i++) {
@@ -316,7 +377,7 @@ static struct result run_mode(const struct mode *m, uint64_t size,
 	for (int i = 0; i < nr_vcpus; i++)
 		pthread_create(&w[i].thread, NULL, writer_thread, &w[i]);
 	usleep(200 * 1000);
-	if (m->presplit) {
+	if (presplit) {
 		trace_start();
 		t0 = wall_s();
 		c0 = thread_cpu_s();
@@ -341,9 +402,21 @@ static struct result run_mode(const struct mode *m, uint64_t size,
 	r.enable_s = wall_s() - t0;
 	r.enable_split_s = trace_stop(ENABLE_SPLIT_FN);
 	t0 = wall_s();
-	first_dirty_log_pass(vm, size / SZ_4K, m->initially_set);
+	first_dirty_log_pass(vm, size / SZ_4K, sc->initially_set);
 	r.first_pass_s = wall_s() - t0;
-	r.huge_split_in_path = pages_2m_before - vm_page_counts(vm).pages_2m;
+	pages_2m_after_pass = vm_page_counts(vm).pages_2m;
+	r.huge_split_in_path = pages_2m_before - pages_2m_after_pass;
+
+	/* What the vCPUs still pay for dirty logging after the pass. */
+	t0 = wall_s();
+	wait_for_full_sweeps(w, nr_vcpus);
+	r.sweep_after_pass_s = wall_s() - t0;
+	/* Whoever split them, none is left once every page was written
+	 * under dirty logging; a pre-split is never undone before. */
+	ASSERT_EQ(vm_page_counts(vm).pages_2m, 0);
+	if (presplit)
+		ASSERT_EQ(pages_2m_before, 0);
+	r.huge_split_by_vcpus = pages_2m_after_pass;
 
 	for (int i = 0; i < nr_vcpus; i++)
 		stats[i] = *gap_stats_of(vm, i);
@@ -398,10 +471,10 @@ static void print_row(const char *what, const char *fmt, double without,
 	printf("BENCH %-44s %14s %14s %8.3f\n", what, a, b, ratio(with, without));
 }
 
-static void print_pair(const char *title, const struct result *a,
-		       const struct result *b, double gib, bool eager_mode)
+static void print_pair(const struct scenario *sc, const struct result *a,
+		       const struct result *b, double gib)
 {
-	printf("BENCH\nBENCH %s\n", title);
+	printf("BENCH\nBENCH %s\n", sc->title);
 	printf("BENCH %-44s %14s %14s %8s\n", "", "no pre-split", "pre-split", "ratio");
 	print_row("critical path: enable (s)", "%.4f", a->enable_s, b->enable_s);
 	print_row("critical path: first pass (s)", "%.4f", a->first_pass_s,
@@ -410,23 +483,28 @@ static void print_pair(const char *title, const struct result *a,
 		  a->enable_s + a->first_pass_s, b->enable_s + b->first_pass_s);
 	print_row("huge mappings split in the path", "%.0f",
 		  a->huge_split_in_path, b->huge_split_in_path);
+	print_row("huge mappings split by vCPU faults after", "%.0f",
+		  a->huge_split_by_vcpus, b->huge_split_by_vcpus);
+	print_row("vCPUs' first full sweep after the pass (s)", "%.4f",
+		  a->sweep_after_pass_s, b->sweep_after_pass_s);
 	print_row("vCPU longest stall (TSC cycles)", "%.0f", a->longest_gap,
 		  b->longest_gap);
 	print_row("vCPU p99 write gap (<= TSC cycles)", "%.0f", a->p99_gap,
 		  b->p99_gap);
 	printf("BENCH %-44s %14s %14.4f\n", "pre-split ioctl wall (s)", "-",
 	       b->presplit_wall_s);
-	printf("BENCH %-44s %14s %14.4f\n", "pre-split ioctl CPU per GiB (s)", "-",
-	       b->presplit_cpu_s / gib);
-	if (!eager_mode)
+	if (!sc->initially_set)
+		print_row("enable CPU per GiB (s)", "%.4f", a->enable_cpu_s / gib,
+			  b->enable_cpu_s / gib);
+	if (sc->initially_set || a->enable_split_s < 0) {
+		printf("BENCH %-44s %14s %14.4f\n",
+		       "pre-split ioctl CPU per GiB (s)", "-",
+		       b->presplit_cpu_s / gib);
 		return;
-	print_row("enable CPU per GiB (s)", "%.4f", a->enable_cpu_s / gib,
-		  b->enable_cpu_s / gib);
-	if (a->enable_split_s < 0)
-		return;
-	/* Eager split on the left, the ioctl's split of the same memory on
-	 * the right: in-kernel time of the split, then the ioctl's whole CPU
-	 * time (its hold included) against eager split's. */
+	}
+	/* Eager split inside the enable on the left, the ioctl's split of the
+	 * same memory on the right: in-kernel time of the split, then the
+	 * ioctl's whole CPU time (its hold included) against eager split's. */
 	print_row("split time per GiB (s), traced", "%.4f",
 		  a->enable_split_s / gib, b->ioctl_split_s / gib);
 	print_row("CPU per GiB (s): eager split, ioctl", "%.4f",
@@ -435,14 +513,21 @@ static void print_pair(const char *title, const struct result *a,
 
 int main(int argc, char **argv)
 {
-	static const struct mode modes[] = {
-		{ "qemu", true, false }, { "qemu", true, true },
-		{ "eager", false, false }, { "eager", false, true },
+	static const struct scenario scenarios[] = {
+		{ "qemu", "manual-protect + initially-set (QEMU), first GET/CLEAR pass",
+		  true, true },
+		{ "qemu-no-eager", "the same with kvm.eager_page_split=N: vCPUs split in their faults",
+		  true, false },
+		{ "eager", "plain dirty logging, eager split at enable",
+		  false, true },
 	};
 	uint64_t mib = argc > 1 ? strtoull(argv[1], NULL, 0) : 512;
 	int nr_vcpus = argc > 2 ? atoi(argv[2]) : 1;
 	int rounds = argc > 3 ? atoi(argv[3]) : 3;
-	struct result r[ARRAY_SIZE(modes)][MAX_ROUNDS], med[ARRAY_SIZE(modes)];
+	/* [scenario][pre-split][round] */
+	struct result r[ARRAY_SIZE(scenarios)][2][MAX_ROUNDS];
+	struct vm *keeper;
+	struct vcpu *keeper_vcpu;
 
 	ASSERT(mib >= 2 && mib % 2 == 0, "MiB must be a positive multiple of 2");
 	ASSERT(nr_vcpus >= 1 && nr_vcpus <= MAX_VCPUS &&
@@ -451,32 +536,50 @@ int main(int argc, char **argv)
 	ASSERT(rounds >= 1 && rounds <= MAX_ROUNDS, "rounds must be 1-%d",
 	       MAX_ROUNDS);
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	eager_split_was = read_eager_split();
+	/*
+	 * KVM flips static keys (preempt notifiers, vCPUs without an in-kernel
+	 * APIC) when the first VM or vCPU comes and the last one goes, which
+	 * patches kernel text.  One idle VM with a vCPU for the whole run keeps
+	 * that from happening between the modes, while vCPUs run: cheaper on
+	 * any host, and under multi-threaded TCG it avoids the emulator's
+	 * text-patching race (tests/kernel/lib/boot.sh).
+	 */
+	keeper = vm_create();
+	keeper_vcpu = vcpu_create(keeper, 0);
 	setup_tracing();
+	atexit(restore_host);
 	/* Modes in turn within each round: a drift of the machine over the
 	 * run touches all of them alike. */
 	for (int round = 0; round < rounds; round++) {
-		for (size_t i = 0; i < ARRAY_SIZE(modes); i++) {
-			struct result *x = &r[i][round];
+		for (size_t i = 0; i < ARRAY_SIZE(scenarios); i++) {
+			for (int presplit = 0; presplit < 2; presplit++) {
+				struct result *x = &r[i][presplit][round];
 
-			*x = run_mode(&modes[i], mib << 20, nr_vcpus);
-			printf("# round %d %s%s: enable %.4f s (CPU %.4f s, split %.4f s), first pass %.4f s, stall %.0f, ioctl %.4f s (CPU %.4f s, split %.4f s)\n",
-			       round + 1, modes[i].name,
-			       modes[i].presplit ? "+presplit" : "", x->enable_s,
-			       x->enable_cpu_s, x->enable_split_s,
-			       x->first_pass_s, x->longest_gap,
-			       x->presplit_wall_s, x->presplit_cpu_s,
-			       x->ioctl_split_s);
+				*x = run_mode(&scenarios[i], presplit, mib << 20,
+					      nr_vcpus);
+				printf("# round %d %s%s: enable %.4f s (CPU %.4f s, split %.4f s), first pass %.4f s, sweep after %.4f s, vCPU splits %.0f, stall %.0f, ioctl %.4f s (CPU %.4f s, split %.4f s)\n",
+				       round + 1, scenarios[i].name,
+				       presplit ? "+presplit" : "", x->enable_s,
+				       x->enable_cpu_s, x->enable_split_s,
+				       x->first_pass_s, x->sweep_after_pass_s,
+				       x->huge_split_by_vcpus, x->longest_gap,
+				       x->presplit_wall_s, x->presplit_cpu_s,
+				       x->ioctl_split_s);
+			}
 		}
 	}
-	for (size_t i = 0; i < ARRAY_SIZE(modes); i++)
-		med[i] = median_result(r[i], rounds);
+	vcpu_destroy(keeper_vcpu);
+	vm_destroy(keeper);
+
 	printf("BENCH %llu MiB of THP memory, %d vCPU(s) writing, %d huge mappings, median of %d round(s)\n",
 	       (unsigned long long)mib, nr_vcpus, (int)((mib << 20) / SZ_2M),
 	       rounds);
-	print_pair("manual-protect + initially-set (QEMU), first GET/CLEAR pass",
-		   &med[0], &med[1], mib / 1024.0, false);
-	print_pair("plain dirty logging, eager split at enable",
-		   &med[2], &med[3], mib / 1024.0, true);
-	teardown_tracing();
+	for (size_t i = 0; i < ARRAY_SIZE(scenarios); i++) {
+		struct result without = median_result(r[i][0], rounds);
+		struct result with = median_result(r[i][1], rounds);
+
+		print_pair(&scenarios[i], &without, &with, mib / 1024.0);
+	}
 	return 0;
 }

@@ -78,18 +78,18 @@ t0=$SECONDS
 eval "$(env PRESPLIT_PACKAGE_CONFIG="$config" nice -n 19 "$REPO/kernel-patch/build-packages.sh" 2>"$build_log")"
 echo "   ($KERNEL_RELEASE in $PACKAGES_DIR: $((SECONDS - t0)) s)"
 release=$KERNEL_RELEASE
-notdp_dir=$(variant_dir "$CACHE" notdp)
-panic_dir=$(variant_dir "$CACHE" panic)
-build_variants() {
-	build_variant "$notdp_dir" notdp --enable CMDLINE_BOOL --set-str CMDLINE "kvm.tdp_mmu=N"
-	build_variant "$panic_dir" panic --enable CMDLINE_BOOL --set-str CMDLINE "rdinit=/presplit-test-panic"
-}
-# Built while steps 1-3 run: the VM is one TCG thread, the build gets the
-# other core; step 4 waits for them.
+# The broken variants derive from the test build.  Built while steps 1-3
+# run: the VM is one TCG thread, the build gets the other core; step 4 waits
+# for them.
 if [ "$config" = test ]; then
+	notdp_dir=$(variant_dir "$CACHE" notdp)
+	panic_dir=$(variant_dir "$CACHE" panic)
 	echo "== broken variants, in the background (log $LOG_DIR/variants.log)"
 	variants_started=$SECONDS
-	build_variants >"$LOG_DIR/variants.log" 2>&1 &
+	{
+		build_variant "$notdp_dir" notdp --enable CMDLINE_BOOL --set-str CMDLINE "kvm.tdp_mmu=N"
+		build_variant "$panic_dir" panic --enable CMDLINE_BOOL --set-str CMDLINE "rdinit=/presplit-test-panic"
+	} >"$LOG_DIR/variants.log" 2>&1 &
 	variants_pid=$!
 fi
 VM_DIR=$CACHE/image-$(image_key)

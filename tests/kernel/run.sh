@@ -84,6 +84,7 @@ run vm_basics thp_vcpu_fault_in hugetlb_1g_prefault
 run split_tests
 run split_huge_pages_test -b 64M
 run dirty_log_page_splitting_test -b 64M
+run dirty_log_bench 16 1 1
 phase no-npt patched - npt=0
 run split_tests without_tdp_mmu
 phase no-tdp-mmu patched tdp_mmu=N -
@@ -120,6 +121,14 @@ prepare_stock_kernel "$stock_dir"
 }
 
 mkdir -p "$LOG_DIR"
+if ! $stock_only; then
+	# The benchmark, run small so that it keeps working: its own
+	# assertions (split counts, huge pages) count, its timings do not.
+	gcc -static -O2 -Wall -Wextra -Werror -pthread -isystem "$UAPI_INCLUDE" \
+		-I "$KTEST_DIR/src" -o "$LOG_DIR/dirty_log_bench" \
+		"$REPO/bench/kernel/dirty_log_bench.c" "$KTEST_DIR/src/ktest.c"
+	binaries="$binaries $LOG_DIR/dirty_log_bench"
+fi
 module_sets=
 $stock_only || module_sets="patched=$MODULES_DIR"
 [ -z "$PROVE_MODULES_DIR" ] || module_sets="$module_sets prove-mmu=$PROVE_MODULES_DIR"
