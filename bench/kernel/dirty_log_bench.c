@@ -106,7 +106,7 @@ struct result {
 	double enable_s, enable_cpu_s, first_pass_s;
 	double huge_split_in_path, huge_split_by_vcpus;
 	double sweep_after_pass_s;
-	double longest_gap, p99_gap;	/* TSC cycles */
+	double longest_gap, p99_gap, p999_gap;	/* TSC cycles */
 	double ioctl_split_s, enable_split_s;	/* traced, -1 if untraced */
 };
 
@@ -271,8 +271,12 @@ static struct gap_stats *gap_stats_of(struct vm *vm, int id)
 	return (struct gap_stats *)(vm->code + GAP_STATS_GPA(id));
 }
 
-/* Upper bound of the log2 bucket holding the 99th percentile gap. */
-static uint32_t p99_of(struct gap_stats *s, int n)
+/*
+ * Upper bound of the log2 bucket holding the gap that @per_mille of the
+ * gaps do not exceed.  p99.9 is the one that catches vCPUs splitting in
+ * their own faults: one write in 512 (a 2M page's first) is such a fault.
+ */
+static uint32_t percentile_of(struct gap_stats *s, int n, int per_mille)
 {
 	uint64_t total = 0, seen = 0;
 
@@ -282,7 +286,7 @@ static uint32_t p99_of(struct gap_stats *s, int n)
 	for (int b = 0; b < 32; b++) {
 		for (int i = 0; i < n; i++)
 			seen += s[i].log2_hist[b];
-		if (seen * 100 >= total * 99)
+		if (seen * 1000 >= total * per_mille)
 			return b == 31 ? UINT32_MAX : (2U << b) - 1;
 	}
 	return UINT32_MAX;
@@ -427,7 +431,8 @@ static struct result run_mode(const struct scenario *sc, bool presplit,
 		if (stats[i].longest > r.longest_gap)
 			r.longest_gap = stats[i].longest;
 	}
-	r.p99_gap = p99_of(stats, nr_vcpus);
+	r.p99_gap = percentile_of(stats, nr_vcpus, 990);
+	r.p999_gap = percentile_of(stats, nr_vcpus, 999);
 	vm_destroy(vm);
 	munmap(mem, size);
 	return r;
@@ -491,6 +496,8 @@ static void print_pair(const struct scenario *sc, const struct result *a,
 		  b->longest_gap);
 	print_row("vCPU p99 write gap (<= TSC cycles)", "%.0f", a->p99_gap,
 		  b->p99_gap);
+	print_row("vCPU p99.9 write gap (<= TSC cycles)", "%.0f", a->p999_gap,
+		  b->p999_gap);
 	printf("BENCH %-44s %14s %14.4f\n", "pre-split ioctl wall (s)", "-",
 	       b->presplit_wall_s);
 	if (!sc->initially_set)
