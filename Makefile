@@ -49,10 +49,13 @@ integration: deps collection-link
 	$(PY) -m pytest tests/lab -q -p no:cacheprovider
 	$(PY) tests/lab/memory_integrity.py --migrations 50
 
-# The patched KVM under TCG: the ioctl tests, then the host helper (Python
-# layer and kvm-presplit CLI) against a VM held by another process and a
-# real nested QEMU, then the kernel_stage role (modules method) over SSH.
+# The series itself (applies to the current candidate, checkpatch --strict,
+# no new W=1 warnings), then the patched KVM under TCG: the ioctl tests, the
+# host helper (Python layer and kvm-presplit CLI) against a VM held by another
+# process and a real nested QEMU, and the kernel_stage role (modules method)
+# over SSH.
 kernel: deps collection-link
+	./kernel-patch/check.sh
 	./tests/kernel/run.sh
 	./tests/kernel/run-helper.sh
 	./tests/kernel/run-stage.sh
