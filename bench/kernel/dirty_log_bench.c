@@ -50,6 +50,9 @@
 #define MAX_VCPUS		16
 #define MAX_ROUNDS		15
 #define SLOT_GPA		SZ_1G
+/* The guest runs 32-bit code without paging, so it addresses 4 GiB; the
+ * slot stays below the 3-4 GiB hole that PCs keep for devices. */
+#define MAX_MIB			((3 * SZ_1G - SLOT_GPA) >> 20)
 /* QEMU clears the dirty log in 1 GiB chunks (clear_bmap_shift 18); smaller
  * chunks give the vCPUs more chances to run between them. */
 #define CLEAR_CHUNK_PAGES	(64 * 1024 * 1024 / SZ_4K)
@@ -536,7 +539,8 @@ int main(int argc, char **argv)
 	struct vm *keeper;
 	struct vcpu *keeper_vcpu;
 
-	ASSERT(mib >= 2 && mib % 2 == 0, "MiB must be a positive multiple of 2");
+	ASSERT(mib >= 2 && mib % 2 == 0 && mib <= MAX_MIB,
+	       "MiB must be a multiple of 2 from 2 to %llu", MAX_MIB);
 	ASSERT(nr_vcpus >= 1 && nr_vcpus <= MAX_VCPUS &&
 	       (mib / 2) % nr_vcpus == 0,
 	       "vCPUs must be 1-%d and share the 2 MiB pages evenly", MAX_VCPUS);

@@ -19,7 +19,7 @@
 # program directly (no QEMU):
 #   gcc -static -O2 -pthread -isystem "$UAPI_INCLUDE" -I tests/kernel/src \
 #       -o dirty_log_bench bench/kernel/dirty_log_bench.c tests/kernel/src/ktest.c
-#   ./dirty_log_bench 8192 8 5        (MiB, vCPUs writing, rounds)
+#   ./dirty_log_bench 2048 8 5        (MiB, at most 2048; vCPUs writing; rounds)
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
