@@ -20,9 +20,11 @@
  *
  * The guest measures itself: between two page writes it reads the TSC and
  * keeps the longest gap and a log2 histogram of the gaps, so vCPU stalls
- * show up as long gaps.  Its window runs from the enable until every vCPU
- * has written all of its memory once after the first pass: the faults
- * that dirty logging costs the vCPUs, splits included, all land in it.
+ * show up as long gaps.  The writers' window runs from the enable until
+ * every one has written all of its memory once after the first pass: the
+ * faults that dirty logging costs them, splits included, all land in it.
+ * One more vCPU faults in fresh memory during the critical path only; it
+ * is the one that waits whenever mmu_lock is held for write.
  * The modes run in turn, ROUNDS times, and every figure is the median over
  * the rounds, so that one unlucky scheduling decision does not make a
  * ratio.  Prints tables; a benchmark, no asserts on timing.
@@ -33,6 +35,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,15 +50,21 @@
 #include "ktest.h"
 
 #define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
-#define MAX_VCPUS		16
+#define MAX_VCPUS		16	/* the writers and the faulting vCPU */
 #define MAX_ROUNDS		15
 #define SLOT_GPA		SZ_1G
 /* The guest runs 32-bit code without paging, so it addresses 4 GiB; the
  * slot stays below the 3-4 GiB hole that PCs keep for devices. */
 #define MAX_MIB			((3 * SZ_1G - SLOT_GPA) >> 20)
-/* QEMU clears the dirty log in 1 GiB chunks (clear_bmap_shift 18); smaller
- * chunks give the vCPUs more chances to run between them. */
-#define CLEAR_CHUNK_PAGES	(64 * 1024 * 1024 / SZ_4K)
+/* Like QEMU (clear-bitmap-shift 18): one CLEAR per GiB, each holding
+ * mmu_lock for write from start to end. */
+#define CLEAR_CHUNK_PAGES	(SZ_1G / SZ_4K)
+/* The faulting vCPU's memory, below the slot: a quarter of its size, and
+ * 64 MiB at least, so that its sweep outlasts the critical path. */
+#define FRESH_SLOT		(FIRST_TEST_SLOT + 1)
+#define FRESH_GPA		(256 * 1024 * 1024ULL)
+#define MIN_FRESH_SIZE		(64 * 1024 * 1024ULL)
+#define MAX_FRESH_SIZE		(512 * 1024 * 1024ULL)
 
 #define TIMED_LOOP_GPA		0x4000
 #define GAP_STATS_GPA(i)	(0x8000 + (i) * 0x400)
@@ -110,6 +119,7 @@ struct result {
 	double huge_split_in_path, huge_split_by_vcpus;
 	double sweep_after_pass_s;
 	double longest_gap, p99_gap, p999_gap;	/* TSC cycles */
+	double faulter_longest_gap, faulter_faults;
 	double ioctl_split_s, enable_split_s;	/* traced, -1 if untraced */
 };
 
@@ -269,6 +279,54 @@ static struct vcpu *timed_writer(struct vm *vm, int id, uint64_t gpa,
 	return vcpu;
 }
 
+/*
+ * A vCPU on KVM's slow fault path all the time: it writes memory it never
+ * touched, one 4K page after the other, so every write maps a page with
+ * mmu_lock held for read, and waits whenever something holds it for write,
+ * such as a CLEAR splitting huge pages.  The writers cannot show that: with
+ * eager split on, their faults take the lockless fast path.  It runs from
+ * before the pre-split to the end of the first pass and is timed over the
+ * critical path only.
+ */
+struct faulter {
+	pthread_t thread;
+	struct vcpu *vcpu;
+	void *mem;
+	uint64_t size;
+	bool ran_out;	/* its sweep ended before the first pass did */
+};
+
+static void *faulter_thread(void *arg)
+{
+	struct faulter *f = arg;
+
+	f->ran_out = vcpu_run_pass(f->vcpu) == 0;
+	return NULL;
+}
+
+static void faulter_create(struct faulter *f, struct vm *vm, int id,
+			   uint64_t size)
+{
+	f->size = size;
+	f->mem = alloc_small_pages(size);
+	/* Present in the host: time KVM's fault path, not page allocation. */
+	memset(f->mem, 0, size);
+	vm_set_memslot(vm, FRESH_SLOT, 0, FRESH_GPA, size, f->mem);
+	f->vcpu = timed_writer(vm, id, FRESH_GPA, size);
+}
+
+/* Kicks the vCPU out of KVM_RUN (see main() for SIGUSR1). */
+static void faulter_stop(struct faulter *f)
+{
+	f->vcpu->run->immediate_exit = 1;
+	pthread_kill(f->thread, SIGUSR1);
+	pthread_join(f->thread, NULL);
+	ASSERT(!f->ran_out,
+	       "the faulting vCPU wrote all its %llu MiB before the critical path ended",
+	       (unsigned long long)f->size >> 20);
+	vcpu_destroy(f->vcpu);
+}
+
 static struct gap_stats *gap_stats_of(struct vm *vm, int id)
 {
 	return (struct gap_stats *)(vm->code + GAP_STATS_GPA(id));
@@ -362,6 +420,10 @@ static struct result run_mode(const struct scenario *sc, bool presplit,
 	struct writer w[MAX_VCPUS];
 	struct gap_stats stats[MAX_VCPUS];
 	uint64_t share = size / nr_vcpus, pages_2m_before, pages_2m_after_pass;
+	uint64_t fresh_size = size / 4 < MIN_FRESH_SIZE ? MIN_FRESH_SIZE :
+			      size / 4 > MAX_FRESH_SIZE ? MAX_FRESH_SIZE : size / 4;
+	struct gap_stats *faulter_stats = gap_stats_of(vm, nr_vcpus);
+	struct faulter f;
 	double t0, c0;
 
 	if (read_eager_split() != sc->eager_split)
@@ -380,10 +442,15 @@ static struct result run_mode(const struct scenario *sc, bool presplit,
 		ASSERT_EQ(vcpu_run_pass(w[i].vcpu), 0);	/* fault in, huge */
 	}
 	ASSERT_EQ(vm_page_counts(vm).pages_2m, size / SZ_2M);
+	faulter_create(&f, vm, nr_vcpus, fresh_size);
 
 	for (int i = 0; i < nr_vcpus; i++)
 		pthread_create(&w[i].thread, NULL, writer_thread, &w[i]);
 	usleep(200 * 1000);
+	/* Faulting from before the pre-split, so that the split competes for
+	 * the CPUs with the same threads in the ioctl and in the enable. */
+	pthread_create(&f.thread, NULL, faulter_thread, &f);
+	usleep(10 * 1000);
 	if (presplit) {
 		trace_start();
 		t0 = wall_s();
@@ -396,7 +463,8 @@ static struct result run_mode(const struct scenario *sc, bool presplit,
 		r.ioctl_split_s = trace_stop(IOCTL_SPLIT_FN);
 	}
 	pages_2m_before = vm_page_counts(vm).pages_2m;
-	for (int i = 0; i < nr_vcpus; i++)
+	/* The faulter's too: it is timed over the critical path only. */
+	for (int i = 0; i <= nr_vcpus; i++)
 		memset(gap_stats_of(vm, i), 0, sizeof(struct gap_stats));
 
 	/* The critical path: dirty logging on, then the first pass. */
@@ -411,6 +479,10 @@ static struct result run_mode(const struct scenario *sc, bool presplit,
 	t0 = wall_s();
 	first_dirty_log_pass(vm, size / SZ_4K, sc->initially_set);
 	r.first_pass_s = wall_s() - t0;
+	faulter_stop(&f);
+	r.faulter_longest_gap = faulter_stats->longest;
+	for (int b = 0; b < 32; b++)
+		r.faulter_faults += faulter_stats->log2_hist[b];
 	pages_2m_after_pass = vm_page_counts(vm).pages_2m;
 	r.huge_split_in_path = pages_2m_before - pages_2m_after_pass;
 
@@ -438,6 +510,7 @@ static struct result run_mode(const struct scenario *sc, bool presplit,
 	r.p999_gap = percentile_of(stats, nr_vcpus, 999);
 	vm_destroy(vm);
 	munmap(mem, size);
+	munmap(f.mem, f.size);
 	return r;
 }
 
@@ -501,6 +574,10 @@ static void print_pair(const struct scenario *sc, const struct result *a,
 		  b->p99_gap);
 	print_row("vCPU p99.9 write gap (<= TSC cycles)", "%.0f", a->p999_gap,
 		  b->p999_gap);
+	print_row("faulting vCPU: longest stall in the path", "%.0f",
+		  a->faulter_longest_gap, b->faulter_longest_gap);
+	print_row("faulting vCPU: faults taken in the path", "%.0f",
+		  a->faulter_faults, b->faulter_faults);
 	printf("BENCH %-44s %14s %14.4f\n", "pre-split ioctl wall (s)", "-",
 	       b->presplit_wall_s);
 	if (!sc->initially_set)
@@ -519,6 +596,11 @@ static void print_pair(const struct scenario *sc, const struct result *a,
 		  a->enable_split_s / gib, b->ioctl_split_s / gib);
 	print_row("CPU per GiB (s): eager split, ioctl", "%.4f",
 		  a->enable_split_s / gib, b->presplit_cpu_s / gib);
+}
+
+static void on_kick(int sig)
+{
+	(void)sig;
 }
 
 int main(int argc, char **argv)
@@ -541,12 +623,15 @@ int main(int argc, char **argv)
 
 	ASSERT(mib >= 2 && mib % 2 == 0 && mib <= MAX_MIB,
 	       "MiB must be a multiple of 2 from 2 to %llu", MAX_MIB);
-	ASSERT(nr_vcpus >= 1 && nr_vcpus <= MAX_VCPUS &&
+	ASSERT(nr_vcpus >= 1 && nr_vcpus < MAX_VCPUS &&
 	       (mib / 2) % nr_vcpus == 0,
-	       "vCPUs must be 1-%d and share the 2 MiB pages evenly", MAX_VCPUS);
+	       "vCPUs must be 1-%d and share the 2 MiB pages evenly",
+	       MAX_VCPUS - 1);
 	ASSERT(rounds >= 1 && rounds <= MAX_ROUNDS, "rounds must be 1-%d",
 	       MAX_ROUNDS);
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	/* A signal with a handler, not restarted: KVM_RUN returns -EINTR. */
+	sigaction(SIGUSR1, &(struct sigaction){ .sa_handler = on_kick }, NULL);
 	eager_split_was = read_eager_split();
 	/*
 	 * KVM flips static keys (preempt notifiers, vCPUs without an in-kernel
@@ -569,12 +654,13 @@ int main(int argc, char **argv)
 
 				*x = run_mode(&scenarios[i], presplit, mib << 20,
 					      nr_vcpus);
-				printf("# round %d %s%s: enable %.4f s (CPU %.4f s, split %.4f s), first pass %.4f s, sweep after %.4f s, vCPU splits %.0f, stall %.0f, ioctl %.4f s (CPU %.4f s, split %.4f s)\n",
+				printf("# round %d %s%s: enable %.4f s (CPU %.4f s, split %.4f s), first pass %.4f s, sweep after %.4f s, vCPU splits %.0f, stall %.0f, faulter stall %.0f (%.0f faults), ioctl %.4f s (CPU %.4f s, split %.4f s)\n",
 				       round + 1, scenarios[i].name,
 				       presplit ? "+presplit" : "", x->enable_s,
 				       x->enable_cpu_s, x->enable_split_s,
 				       x->first_pass_s, x->sweep_after_pass_s,
 				       x->huge_split_by_vcpus, x->longest_gap,
+				       x->faulter_longest_gap, x->faulter_faults,
 				       x->presplit_wall_s, x->presplit_cpu_s,
 				       x->ioctl_split_s);
 			}

@@ -36,6 +36,8 @@ rounds=${3:-3}
 # shellcheck source=../../tests/kernel/lib/initramfs.sh
 . "$KTEST_DIR/lib/initramfs.sh"
 KTEST_TCG_THREADS=${KTEST_TCG_THREADS:-multi}
+# A round takes about a minute per GiB here; the default 600 s is the tier's.
+KTEST_BOOT_TIMEOUT_S=${KTEST_BOOT_TIMEOUT_S:-$((300 + rounds * (mib / 8 + 30)))}
 # shellcheck source=../../tests/kernel/lib/boot.sh
 . "$KTEST_DIR/lib/boot.sh"
 
