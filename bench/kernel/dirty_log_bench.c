@@ -23,8 +23,8 @@
  * show up as long gaps.  The writers' window runs from the enable until
  * every one has written all of its memory once after the first pass: the
  * faults that dirty logging costs them, splits included, all land in it.
- * One more vCPU faults in fresh memory during the critical path only; it
- * is the one that waits whenever mmu_lock is held for write.
+ * One more vCPU keeps faulting in fresh memory, timed over the critical
+ * path only: it is the one that waits whenever mmu_lock is held for write.
  * The modes run in turn, ROUNDS times, and every figure is the median over
  * the rounds, so that one unlucky scheduling decision does not make a
  * ratio.  Prints tables; a benchmark, no asserts on timing.
