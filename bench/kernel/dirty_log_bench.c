@@ -426,9 +426,8 @@ static struct result run_mode(const struct scenario *sc, bool presplit,
 	struct faulter f;
 	double t0, c0;
 
-	if (read_eager_split() != sc->eager_split)
-		ASSERT(set_eager_split(sc->eager_split),
-		       EAGER_SPLIT_PARAM " (root needed): %m");
+	ASSERT(set_eager_split(sc->eager_split),
+	       EAGER_SPLIT_PARAM " (root needed): %m");
 	memcpy(vm->code + TIMED_LOOP_GPA, guest_timed_write_loop,
 	       guest_timed_write_loop_end - guest_timed_write_loop);
 	if (sc->initially_set)

@@ -35,6 +35,8 @@ rounds=${3:-3}
 . "$KTEST_DIR/lib/guest-kernel.sh"
 # shellcheck source=../../tests/kernel/lib/initramfs.sh
 . "$KTEST_DIR/lib/initramfs.sh"
+# shellcheck source=../../tests/kernel/lib/build-programs.sh
+. "$KTEST_DIR/lib/build-programs.sh"
 KTEST_TCG_THREADS=${KTEST_TCG_THREADS:-multi}
 # A round takes about a minute per GiB here; the default 600 s is the tier's.
 KTEST_BOOT_TIMEOUT_S=${KTEST_BOOT_TIMEOUT_S:-$((300 + rounds * (mib / 8 + 30)))}
@@ -47,9 +49,7 @@ stock_dir=$CACHE/$DEB_VERSION/stock
 prepare_stock_kernel "$stock_dir"
 
 mkdir -p "$LOG_DIR"
-gcc -static -O2 -Wall -Wextra -Werror -pthread -isystem "$UAPI_INCLUDE" \
-	-I "$KTEST_DIR/src" -o "$LOG_DIR/dirty_log_bench" \
-	"$BENCH_DIR/dirty_log_bench.c" "$KTEST_DIR/src/ktest.c"
+link_with_ktest "$UAPI_INCLUDE" "$LOG_DIR/dirty_log_bench" "$BENCH_DIR/dirty_log_bench.c"
 cat >"$LOG_DIR/plan" <<PLAN
 phase patched patched - -
 run dirty_log_bench $mib $vcpus $rounds

@@ -33,6 +33,8 @@ LOG_DIR=${KTEST_HELPER_LOG_DIR:-$HELPER_CACHE/logs}
 . "$KTEST_DIR/lib/boot.sh"   # for GUEST_CPU: the tier's CPU model
 # shellcheck source=lib/check.sh
 . "$KTEST_DIR/lib/check.sh"
+# shellcheck source=lib/build-programs.sh
+. "$KTEST_DIR/lib/build-programs.sh"
 
 # The holder, static like the kernel tier's programs and linked with the same
 # ktest library, cached by its sources, the patched headers and the compiler.
@@ -44,8 +46,7 @@ build_holder() {
 	} | sha256sum | cut -c1-16)
 	out=$HELPER_CACHE/holder-$key
 	if [ ! -x "$out" ]; then
-		gcc -static -O2 -g -Wall -Wextra -Werror -pthread -isystem "$UAPI_INCLUDE" -I "$KTEST_DIR/src" \
-			-o "$out.tmp" "$HELPER_DIR/holder.c" "$KTEST_DIR/src/ktest.c"
+		link_with_ktest "$UAPI_INCLUDE" "$out.tmp" "$HELPER_DIR/holder.c"
 		mv "$out.tmp" "$out"
 	fi
 	echo "$out"

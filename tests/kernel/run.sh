@@ -124,9 +124,8 @@ mkdir -p "$LOG_DIR"
 if ! $stock_only; then
 	# The benchmark, run small so that it keeps working: its own
 	# assertions (split counts, huge pages) count, its timings do not.
-	gcc -static -O2 -Wall -Wextra -Werror -pthread -isystem "$UAPI_INCLUDE" \
-		-I "$KTEST_DIR/src" -o "$LOG_DIR/dirty_log_bench" \
-		"$REPO/bench/kernel/dirty_log_bench.c" "$KTEST_DIR/src/ktest.c"
+	link_with_ktest "$UAPI_INCLUDE" "$LOG_DIR/dirty_log_bench" \
+		"$REPO/bench/kernel/dirty_log_bench.c"
 	binaries="$binaries $LOG_DIR/dirty_log_bench"
 fi
 module_sets=
