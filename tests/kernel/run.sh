@@ -68,22 +68,26 @@ fi
 # programs.  Every "run" line must end with the program exiting 0.
 plan=$(mktemp)
 trap 'rm -f "$plan"' EXIT
-programs="vm_basics"
+programs="vm_basics dirty_log_tests"
 selftests=
 cat >"$plan" <<PLAN
 phase stock stock - -
 run vm_basics
+run dirty_log_tests clear_blocks_faulting_vcpu
 PLAN
 if ! $stock_only; then
 	programs="$programs split_tests"
-	# The series' selftest, and the upstream eager-split test it must not break.
-	selftests="split_huge_pages_test dirty_log_page_splitting_test"
+	# The series' selftest, and the upstream dirty-log tests it must not
+	# break: eager split, and no dirty page lost by a CLEAR that yields.
+	selftests="split_huge_pages_test dirty_log_page_splitting_test dirty_log_test"
 	cat >>"$plan" <<PLAN
 phase patched patched - -
 run vm_basics thp_vcpu_fault_in hugetlb_1g_prefault
+run dirty_log_tests clear_lets_faulting_vcpu_in
 run split_tests
 run split_huge_pages_test -b 64M
 run dirty_log_page_splitting_test -b 64M
+run dirty_log_test -M clear-log -i 8
 run dirty_log_bench 16 1 1
 phase no-npt patched - npt=0
 run split_tests without_tdp_mmu
@@ -95,6 +99,7 @@ if [ -n "$PROVE_MODULES_DIR" ]; then
 	cat >>"$plan" <<PLAN
 phase prove-mmu prove-mmu - -
 run split_tests
+run dirty_log_tests clear_lets_faulting_vcpu_in
 PLAN
 fi
 [ -z "$KTEST_PLAN" ] || cp "$KTEST_PLAN" "$plan"
