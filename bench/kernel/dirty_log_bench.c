@@ -25,6 +25,8 @@
  * faults that dirty logging costs them, splits included, all land in it.
  * One more vCPU keeps faulting in fresh memory, timed over the critical
  * path only: it is the one that waits whenever mmu_lock is held for write.
+ * It has a CPU to itself, so that its stalls are waits for the lock rather
+ * than the guest's scheduler giving its CPU to another thread.
  * The modes run in turn, ROUNDS times, and every figure is the median over
  * the rounds, so that one unlucky scheduling decision does not make a
  * ratio.  Prints tables; a benchmark, no asserts on timing.
@@ -35,6 +37,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -296,10 +299,37 @@ struct faulter {
 	bool ran_out;	/* its sweep ended before the first pass did */
 };
 
+/*
+ * The last CPU is the faulting vCPU's, the others everyone else's: with
+ * the TCG guest's two CPUs, the migration thread shares one with the
+ * writer, and the faulter's stalls are not scheduler ticks.
+ */
+static cpu_set_t faulter_cpus, other_cpus;
+static int faulter_cpu = -1;
+
+static void split_cpus(void)
+{
+	ASSERT(!sched_getaffinity(0, sizeof(other_cpus), &other_cpus),
+	       "sched_getaffinity: %m");
+	ASSERT(CPU_COUNT(&other_cpus) >= 2,
+	       "the faulting vCPU needs a CPU of its own: at least 2 CPUs");
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+		if (CPU_ISSET(cpu, &other_cpus))
+			faulter_cpu = cpu;
+	CPU_CLR(faulter_cpu, &other_cpus);
+	CPU_ZERO(&faulter_cpus);
+	CPU_SET(faulter_cpu, &faulter_cpus);
+	/* Inherited by every thread created from now on. */
+	ASSERT(!sched_setaffinity(0, sizeof(other_cpus), &other_cpus),
+	       "sched_setaffinity: %m");
+}
+
 static void *faulter_thread(void *arg)
 {
 	struct faulter *f = arg;
 
+	ASSERT(!pthread_setaffinity_np(pthread_self(), sizeof(faulter_cpus),
+				       &faulter_cpus), "faulter's CPU");
 	f->ran_out = vcpu_run_pass(f->vcpu) == 0;
 	return NULL;
 }
@@ -634,6 +664,7 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	/* A signal with a handler, not restarted: KVM_RUN returns -EINTR. */
 	sigaction(SIGUSR1, &(struct sigaction){ .sa_handler = on_kick }, NULL);
+	split_cpus();
 	eager_split_was = read_eager_split();
 	/*
 	 * KVM flips static keys (preempt notifiers, vCPUs without an in-kernel
@@ -671,9 +702,9 @@ int main(int argc, char **argv)
 	vcpu_destroy(keeper_vcpu);
 	vm_destroy(keeper);
 
-	printf("BENCH %llu MiB of THP memory, %d vCPU(s) writing, %d huge mappings, median of %d round(s)\n",
+	printf("BENCH %llu MiB of THP memory, %d vCPU(s) writing, %d huge mappings, faulting vCPU alone on CPU %d, median of %d round(s)\n",
 	       (unsigned long long)mib, nr_vcpus, (int)((mib << 20) / SZ_2M),
-	       rounds);
+	       faulter_cpu, rounds);
 	for (size_t i = 0; i < ARRAY_SIZE(scenarios); i++) {
 		struct result without = median_result(r[i][0], rounds);
 		struct result with = median_result(r[i][1], rounds);

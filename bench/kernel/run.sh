@@ -7,8 +7,9 @@
 #
 #   bench/kernel/run.sh [MiB [vCPUs [rounds]]]     (default 512 1 3)
 #
-# Every figure is the median of the rounds.  One vCPU by default: the TCG
-# guest has two CPUs, one for the vCPU and one for the migration thread.
+# Every figure is the median of the rounds.  One writing vCPU by default:
+# the TCG guest has two CPUs, one for the faulting vCPU alone and one for
+# the migration thread and the writer.
 # Unlike the test tier, the guest runs on multi-threaded TCG, one host thread
 # per guest CPU, so the vCPU writes while the migration thread splits and
 # the stall figures see real contention; the emulator's text-patching race
