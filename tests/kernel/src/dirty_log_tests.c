@@ -149,7 +149,8 @@ static void clear_blocks_faulting_vcpu(void)
 	uint64_t faults = faults_during_clear();
 
 	ASSERT(faults < YIELDING_CLEAR_MIN_FAULTS,
-	       "%llu faults got in during a CLEAR of the stock modules",
+	       "%llu faults got in during a CLEAR of the stock modules: "
+	       "does this kernel's CLEAR yield mmu_lock already?",
 	       (unsigned long long)faults);
 }
 
