@@ -304,32 +304,34 @@ struct faulter {
  * the TCG guest's two CPUs, the migration thread shares one with the
  * writer, and the faulter's stalls are not scheduler ticks.
  */
-static cpu_set_t faulter_cpus, other_cpus;
 static int faulter_cpu = -1;
 
 static void split_cpus(void)
 {
-	ASSERT(!sched_getaffinity(0, sizeof(other_cpus), &other_cpus),
+	cpu_set_t others;
+
+	ASSERT(!sched_getaffinity(0, sizeof(others), &others),
 	       "sched_getaffinity: %m");
-	ASSERT(CPU_COUNT(&other_cpus) >= 2,
+	ASSERT(CPU_COUNT(&others) >= 2,
 	       "the faulting vCPU needs a CPU of its own: at least 2 CPUs");
 	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
-		if (CPU_ISSET(cpu, &other_cpus))
+		if (CPU_ISSET(cpu, &others))
 			faulter_cpu = cpu;
-	CPU_CLR(faulter_cpu, &other_cpus);
-	CPU_ZERO(&faulter_cpus);
-	CPU_SET(faulter_cpu, &faulter_cpus);
+	CPU_CLR(faulter_cpu, &others);
 	/* Inherited by every thread created from now on. */
-	ASSERT(!sched_setaffinity(0, sizeof(other_cpus), &other_cpus),
+	ASSERT(!sched_setaffinity(0, sizeof(others), &others),
 	       "sched_setaffinity: %m");
 }
 
 static void *faulter_thread(void *arg)
 {
 	struct faulter *f = arg;
+	cpu_set_t own;
 
-	ASSERT(!pthread_setaffinity_np(pthread_self(), sizeof(faulter_cpus),
-				       &faulter_cpus), "faulter's CPU");
+	CPU_ZERO(&own);
+	CPU_SET(faulter_cpu, &own);
+	ASSERT(!pthread_setaffinity_np(pthread_self(), sizeof(own), &own),
+	       "faulter's CPU");
 	f->ran_out = vcpu_run_pass(f->vcpu) == 0;
 	return NULL;
 }
@@ -345,12 +347,9 @@ static void faulter_create(struct faulter *f, struct vm *vm, int id,
 	f->vcpu = timed_writer(vm, id, FRESH_GPA, size);
 }
 
-/* Kicks the vCPU out of KVM_RUN (see main() for SIGUSR1). */
 static void faulter_stop(struct faulter *f)
 {
-	f->vcpu->run->immediate_exit = 1;
-	pthread_kill(f->thread, SIGUSR1);
-	pthread_join(f->thread, NULL);
+	vcpu_stop_thread(f->vcpu, f->thread);
 	ASSERT(!f->ran_out,
 	       "the faulting vCPU wrote all its %llu MiB before the critical path ended",
 	       (unsigned long long)f->size >> 20);
@@ -360,6 +359,16 @@ static void faulter_stop(struct faulter *f)
 static struct gap_stats *gap_stats_of(struct vm *vm, int id)
 {
 	return (struct gap_stats *)(vm->code + GAP_STATS_GPA(id));
+}
+
+/* How many gaps, i.e. page writes, the histogram holds. */
+static uint64_t gaps_counted(const struct gap_stats *s)
+{
+	uint64_t n = 0;
+
+	for (int b = 0; b < 32; b++)
+		n += s->log2_hist[b];
+	return n;
 }
 
 /*
@@ -372,8 +381,7 @@ static uint32_t percentile_of(struct gap_stats *s, int n, int per_mille)
 	uint64_t total = 0, seen = 0;
 
 	for (int i = 0; i < n; i++)
-		for (int b = 0; b < 32; b++)
-			total += s[i].log2_hist[b];
+		total += gaps_counted(&s[i]);
 	for (int b = 0; b < 32; b++) {
 		for (int i = 0; i < n; i++)
 			seen += s[i].log2_hist[b];
@@ -510,8 +518,7 @@ static struct result run_mode(const struct scenario *sc, bool presplit,
 	r.first_pass_s = wall_s() - t0;
 	faulter_stop(&f);
 	r.faulter_longest_gap = faulter_stats->longest;
-	for (int b = 0; b < 32; b++)
-		r.faulter_faults += faulter_stats->log2_hist[b];
+	r.faulter_faults = gaps_counted(faulter_stats);
 	pages_2m_after_pass = vm_page_counts(vm).pages_2m;
 	r.huge_split_in_path = pages_2m_before - pages_2m_after_pass;
 
@@ -630,11 +637,6 @@ static void print_pair(const struct scenario *sc, const struct result *a,
 			  a->enable_split_s / gib, b->ioctl_split_s / gib);
 }
 
-static void on_kick(int sig)
-{
-	(void)sig;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct scenario scenarios[] = {
@@ -662,8 +664,8 @@ int main(int argc, char **argv)
 	ASSERT(rounds >= 1 && rounds <= MAX_ROUNDS, "rounds must be 1-%d",
 	       MAX_ROUNDS);
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	/* A signal with a handler, not restarted: KVM_RUN returns -EINTR. */
-	sigaction(SIGUSR1, &(struct sigaction){ .sa_handler = on_kick }, NULL);
+	/* For vcpu_stop_thread(): KVM_RUN returns -EINTR on SIGUSR1. */
+	install_noop_handler(SIGUSR1);
 	split_cpus();
 	eager_split_was = read_eager_split();
 	/*

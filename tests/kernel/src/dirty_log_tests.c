@@ -17,7 +17,6 @@
  * CPUs take turns whenever the one that waits for the lock spins (PAUSE).
  */
 #define _GNU_SOURCE
-#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,9 +121,7 @@ static uint64_t faults_during_clear(void)
 	clear_ns = now_ns() - start_ns;
 	after = pages_faulted(&f);
 
-	f.vcpu->run->immediate_exit = 1;
-	pthread_kill(f.thread, SIGUSR1);
-	pthread_join(f.thread, NULL);
+	vcpu_stop_thread(f.vcpu, f.thread);
 	ASSERT(after < FRESH_SIZE / SZ_4K,
 	       "the vCPU ran out of fresh memory during the CLEAR");
 	ktest_log("CLEAR of %llu pages took %.1f ms; the faulting vCPU mapped %llu fresh pages meanwhile",

@@ -487,6 +487,13 @@ void install_noop_handler(int sig)
 	ASSERT(!sigaction(sig, &sa, NULL), "sigaction: %m");
 }
 
+void vcpu_stop_thread(struct vcpu *vcpu, pthread_t thread)
+{
+	vcpu->run->immediate_exit = 1;
+	pthread_kill(thread, SIGUSR1);
+	pthread_join(thread, NULL);
+}
+
 /* One KVM_SPLIT_HUGE_PAGES call: 0 or -errno, args updated in place. */
 int split_once(int vm_fd, struct kvm_split_huge_pages *args)
 {

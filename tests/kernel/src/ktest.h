@@ -10,6 +10,7 @@
 #ifndef KTEST_H
 #define KTEST_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -133,6 +134,12 @@ int vcpu_run_pass(struct vcpu *vcpu);
  * forever on the vCPU's obsolete root (fixed upstream later).
  */
 void vcpu_prefault(struct vcpu *vcpu, uint64_t gpa, uint64_t size);
+/*
+ * Stop a vCPU that @thread runs in KVM_RUN, for good, and join the thread:
+ * immediate_exit makes every later KVM_RUN return -EINTR, and SIGUSR1 (with
+ * install_noop_handler(SIGUSR1) done beforehand) interrupts the current one.
+ */
+void vcpu_stop_thread(struct vcpu *vcpu, pthread_t thread);
 
 /* One KVM_SPLIT_HUGE_PAGES call: 0 or -errno, args updated in place. */
 int split_once(int vm_fd, struct kvm_split_huge_pages *args);
