@@ -138,7 +138,11 @@ static void split_partial_range(void)
 	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 26);
 }
 
-/* Three memslots with holes between and around them. */
+/*
+ * Three memslots with holes between and around them, in a range that is
+ * the whole 52-bit guest physical address space: the holes are stepped
+ * over, not walked a chunk at a time.
+ */
 static void split_across_memslots_and_holes(void)
 {
 	static const struct { uint64_t gpa, size; } slots[] = {
@@ -148,7 +152,7 @@ static void split_across_memslots_and_holes(void)
 	};
 	struct vm *vm = vm_create();
 	struct vcpu *vcpu = vcpu_create(vm, 0);
-	uint64_t start = SLOT_GPA - SZ_2M, end = SLOT_GPA + 256 * SZ_2M;
+	uint64_t start = 0, end = 1ULL << 52;
 
 	for (int i = 0; i < 3; i++) {
 		vm_set_memslot(vm, FIRST_TEST_SLOT + i, 0, slots[i].gpa,
@@ -341,6 +345,84 @@ static void hold_dropped_by_dirty_log_disable(void)
 	vcpu_prefault(t.vcpu, t.gpa, t.size);
 	print_page_counts("dirty logging off, after refault", vm_page_counts(t.vm));
 	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 32);
+}
+
+/*
+ * RELEASE rounds its range out to 1G: releasing one 2M region of a held
+ * memslot releases the whole 1G region around it, so that no 2M hold is
+ * left under a released 1G region, while a hold in the next 1G region
+ * stays.
+ */
+static void release_rounds_out_to_1g(void)
+{
+	struct thp_vm t = thp_vm_create(SLOT_GPA, 32 * SZ_2M);
+	const uint64_t other_gpa = 2 * SZ_1G, other_size = 4 * SZ_2M;
+	struct kvm_split_huge_pages release = {
+		.gpa = t.gpa + 16 * SZ_2M, .size = SZ_2M, .flags = RELEASE,
+	};
+	struct page_counts c;
+
+	vm_set_memslot(t.vm, FIRST_TEST_SLOT + 1, 0, other_gpa, other_size,
+		       alloc_thp(other_size));
+	vcpu_prefault(t.vcpu, other_gpa, other_size);
+	ASSERT_EQ(split_range(t.vm->fd, t.gpa, other_gpa + other_size - t.gpa,
+			      LEVEL_4K, HOLD), 36);
+
+	ASSERT_EQ(split_once(t.vm->fd, &release), 0);
+	vcpu_prefault(t.vcpu, t.gpa, t.size);
+	vcpu_prefault(t.vcpu, other_gpa, other_size);
+	c = vm_page_counts(t.vm);
+	print_page_counts("one 2M region released, after refault", c);
+	ASSERT_EQ(c.pages_2m, 32);
+	ASSERT_EQ(c.pages_4k, 4 * PAGES_PER_2M);
+}
+
+/*
+ * A memslot that is dirty logging is left to dirty logging: with
+ * initially-set its huge mappings stay until KVM_CLEAR_DIRTY_LOG splits
+ * them, and KVM_SPLIT_HUGE_PAGES does not split them behind its back.
+ */
+static void dirty_logging_slot_not_split(void)
+{
+	struct thp_vm t = thp_vm_create(SLOT_GPA, 32 * SZ_2M);
+
+	vm_enable_manual_dirty_log(t.vm, true);
+	vm_set_memslot(t.vm, FIRST_TEST_SLOT, KVM_MEM_LOG_DIRTY_PAGES, t.gpa,
+		       t.size, t.mem);
+	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 32);
+	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, LEVEL_4K, 0), 0);
+	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 32);
+
+	/* The control: with dirty logging off, the same call splits. */
+	vm_set_memslot(t.vm, FIRST_TEST_SLOT, 0, t.gpa, t.size, t.mem);
+	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, LEVEL_4K, 0), 32);
+}
+
+/*
+ * Read-only memslots too: turning dirty logging off drops the hold and
+ * zaps the split mappings for recovery, though KVM has nothing else to do
+ * for such a memslot then.
+ */
+static void hold_dropped_on_readonly_slot(void)
+{
+	const uint64_t size = 32 * SZ_2M;
+	struct vm *vm = vm_create();
+	struct vcpu *vcpu = vcpu_create(vm, 0);
+	void *mem = alloc_thp(size);
+
+	vm_set_memslot(vm, FIRST_TEST_SLOT, KVM_MEM_READONLY, SLOT_GPA, size, mem);
+	vcpu_prefault(vcpu, SLOT_GPA, size);
+	ASSERT_EQ(vm_page_counts(vm).pages_2m, 32);
+	ASSERT_EQ(split_range(vm->fd, SLOT_GPA, size, LEVEL_4K, HOLD), 32);
+
+	vm_set_memslot(vm, FIRST_TEST_SLOT,
+		       KVM_MEM_READONLY | KVM_MEM_LOG_DIRTY_PAGES, SLOT_GPA,
+		       size, mem);
+	vm_set_memslot(vm, FIRST_TEST_SLOT, KVM_MEM_READONLY, SLOT_GPA, size, mem);
+	print_page_counts("dirty logging off", vm_page_counts(vm));
+	ASSERT_EQ(vm_page_counts(vm).pages_4k, 0);
+	vcpu_prefault(vcpu, SLOT_GPA, size);
+	ASSERT_EQ(vm_page_counts(vm).pages_2m, 32);
 }
 
 /* ---- a process that is not the VM's owner --------------------------------- */
@@ -637,6 +719,9 @@ static const struct ktest_case cases[] = {
 	{ "hold_keeps_refaults_small", hold_keeps_refaults_small },
 	{ "hold_at_2m_keeps_1g_away", hold_at_2m_keeps_1g_away },
 	{ "hold_dropped_by_dirty_log_disable", hold_dropped_by_dirty_log_disable },
+	{ "release_rounds_out_to_1g", release_rounds_out_to_1g },
+	{ "dirty_logging_slot_not_split", dirty_logging_slot_not_split },
+	{ "hold_dropped_on_readonly_slot", hold_dropped_on_readonly_slot },
 	{ "foreign_caller_splits", foreign_caller_splits },
 	{ "foreign_split_charged_to_owner", foreign_split_charged_to_owner },
 	{ "split_while_vcpus_write", split_while_vcpus_write },
