@@ -26,7 +26,10 @@
  * One more vCPU keeps faulting in fresh memory, timed over the critical
  * path only: it is the one that waits whenever mmu_lock is held for write.
  * It has a CPU to itself, so that its stalls are waits for the lock rather
- * than the guest's scheduler giving its CPU to another thread.
+ * than the guest's scheduler giving its CPU to another thread.  Where the
+ * time of a slow-path fault is large against the lock's hold times, as
+ * under TCG, its longest stall says little about the lock; the lock
+ * contention tracepoints time its waits for mmu_lock on their own.
  * The modes run in turn, ROUNDS times, and every figure is the median over
  * the rounds, so that one unlucky scheduling decision does not make a
  * ratio.  Prints tables; a benchmark, no asserts on timing.
@@ -123,7 +126,9 @@ struct result {
 	double sweep_after_pass_s;
 	double longest_gap, p99_gap, p999_gap;	/* TSC cycles */
 	double faulter_longest_gap, faulter_faults;
-	double ioctl_split_s, enable_split_s;	/* traced, -1 if untraced */
+	/* Traced, -1 if untraced. */
+	double ioctl_split_s, enable_split_s;
+	double faulter_lock_waits, faulter_longest_wait_us, faulter_wait_us;
 };
 
 #define RESULT_FIELDS	(sizeof(struct result) / sizeof(double))
@@ -134,6 +139,13 @@ struct result {
 #define ENABLE_SPLIT_FN	"kvm_mmu_slot_try_split_huge_pages"
 
 static bool tracing;
+
+/* What one traced stretch recorded. */
+struct trace_summary {
+	double split_s;			/* in the split function asked for */
+	/* The faulting vCPU's waits for a read lock (mmu_lock). */
+	double lock_waits, longest_wait_us, wait_us;
+};
 
 /* Writes @value to a tracefs file, which may take it a word at a time. */
 static bool write_tracefs(const char *file, const char *value)
@@ -157,7 +169,9 @@ static bool write_tracefs(const char *file, const char *value)
 
 /*
  * The function graph tracer on the two split functions only, at depth 1:
- * it records how long each call took and nothing below it.
+ * it records how long each call took and nothing below it.  With it, the
+ * lock contention events of one thread (trace_follow): their lines come
+ * as comments in the graph, timed by its absolute time stamps.
  */
 static void setup_tracing(void)
 {
@@ -165,14 +179,18 @@ static void setup_tracing(void)
 		{ "tracing_on", "0" },
 		{ "set_ftrace_filter", IOCTL_SPLIT_FN " " ENABLE_SPLIT_FN },
 		{ "max_graph_depth", "1" },
+		{ "options/funcgraph-abstime", "1" },
 		{ "current_tracer", "function_graph" },
+		{ "set_event_pid", "" },
+		{ "events/lock/contention_begin/enable", "1" },
+		{ "events/lock/contention_end/enable", "1" },
 	};
 
 	mkdir(TRACEFS, 0755);
 	mount("tracefs", TRACEFS, "tracefs", 0, NULL);	/* EBUSY: there */
 	for (size_t i = 0; i < ARRAY_SIZE(settings); i++) {
 		if (!write_tracefs(settings[i][0], settings[i][1])) {
-			printf("# no function graph tracing (%s: %m): split times not measured\n",
+			printf("# no tracing (%s: %m): split times and lock waits not measured\n",
 			       settings[i][0]);
 			return;
 		}
@@ -180,13 +198,27 @@ static void setup_tracing(void)
 	tracing = true;
 }
 
-/* Leaves tracefs as a host expects it: no tracer, no filter. */
+/* Leaves tracefs as a host expects it: no tracer, no filter, no events. */
 static bool teardown_tracing(void)
 {
 	return !tracing ||
 	       (write_tracefs("current_tracer", "nop") &&
 		write_tracefs("set_ftrace_filter", "") &&
-		write_tracefs("max_graph_depth", "0"));
+		write_tracefs("max_graph_depth", "0") &&
+		write_tracefs("options/funcgraph-abstime", "0") &&
+		write_tracefs("events/lock/contention_begin/enable", "0") &&
+		write_tracefs("events/lock/contention_end/enable", "0") &&
+		write_tracefs("set_event_pid", ""));
+}
+
+/* Records the events of thread @tid only. */
+static void trace_follow(pid_t tid)
+{
+	char pid[16];
+
+	snprintf(pid, sizeof(pid), "%d", tid);
+	if (tracing)
+		ASSERT(write_tracefs("set_event_pid", pid), "tracefs: %m");
 }
 
 static void trace_start(void)
@@ -197,30 +229,48 @@ static void trace_start(void)
 }
 
 /*
- * Stops tracing and returns the summed duration (s) of the calls of @fn,
- * from lines such as "1) # 2345.678 us |  kvm_arch_split_huge_pages [kvm]();".
+ * Stops tracing and sums up the trace: the duration of the calls of @fn,
+ * from lines such as
+ *   " 912.345678 |  1) # 2345.678 us |  kvm_arch_split_huge_pages [kvm]();"
+ * and the waits for read locks, from a contention_begin event with
+ * "flags=SPIN|READ" to the next contention_end event of the same lock,
+ * each line starting with its time stamp (s).  The followed vCPU thread
+ * takes mmu_lock for read on every fault, and no other rwlock on that path.
  */
-static double trace_stop(const char *fn)
+static struct trace_summary trace_stop(const char *fn)
 {
-	char line[512], *us;
-	double total_us = 0;
+	struct trace_summary sum = { 0 };
+	char line[512], lock[32] = "", *p;
+	double split_us = 0, since = 0, wait_us;
 	FILE *f;
 
 	if (!tracing)
-		return -1;
+		return (struct trace_summary){ -1, -1, -1, -1 };
 	ASSERT(write_tracefs("tracing_on", "0"), "tracefs: %m");
 	f = fopen(TRACEFS "/trace", "r");
 	ASSERT(f, "tracefs: %m");
 	while (fgets(line, sizeof(line), f)) {
-		us = strstr(line, " us ");
-		if (!us || !strstr(line, fn))
-			continue;
-		while (us > line && us[-1] != ' ')
-			us--;
-		total_us += strtod(us, NULL);
+		if ((p = strstr(line, "contention_begin: ")) &&
+		    strstr(p, "(flags=SPIN|READ)")) {
+			sscanf(p, "contention_begin: %31s", lock);
+			since = strtod(line, NULL);
+		} else if ((p = strstr(line, "contention_end: ")) && *lock &&
+			   !strncmp(p + strlen("contention_end: "), lock, strlen(lock))) {
+			wait_us = (strtod(line, NULL) - since) * 1e6;
+			sum.lock_waits++;
+			sum.wait_us += wait_us;
+			if (wait_us > sum.longest_wait_us)
+				sum.longest_wait_us = wait_us;
+			*lock = 0;
+		} else if ((p = strstr(line, " us ")) && strstr(line, fn)) {
+			while (p > line && p[-1] != ' ')
+				p--;
+			split_us += strtod(p, NULL);
+		}
 	}
 	fclose(f);
-	return total_us / 1e6;
+	sum.split_s = split_us / 1e6;
+	return sum;
 }
 
 static double thread_cpu_s(void)
@@ -296,6 +346,7 @@ struct faulter {
 	struct vcpu *vcpu;
 	void *mem;
 	uint64_t size;
+	atomic_int tid;	/* its thread's, once it runs */
 	bool ran_out;	/* its sweep ended before the first pass did */
 };
 
@@ -332,6 +383,7 @@ static void *faulter_thread(void *arg)
 	CPU_SET(faulter_cpu, &own);
 	ASSERT(!pthread_setaffinity_np(pthread_self(), sizeof(own), &own),
 	       "faulter's CPU");
+	atomic_store(&f->tid, gettid());
 	f->ran_out = vcpu_run_pass(f->vcpu) == 0;
 	return NULL;
 }
@@ -340,6 +392,7 @@ static void faulter_create(struct faulter *f, struct vm *vm, int id,
 			   uint64_t size)
 {
 	f->size = size;
+	f->tid = 0;
 	f->mem = alloc_small_pages(size);
 	/* Present in the host: time KVM's fault path, not page allocation. */
 	memset(f->mem, 0, size);
@@ -462,6 +515,7 @@ static struct result run_mode(const struct scenario *sc, bool presplit,
 			      size / 4 > MAX_FRESH_SIZE ? MAX_FRESH_SIZE : size / 4;
 	struct gap_stats *faulter_stats = gap_stats_of(vm, nr_vcpus);
 	struct faulter f;
+	struct trace_summary path_trace;
 	double t0, c0;
 
 	ASSERT(set_eager_split(sc->eager_split),
@@ -488,6 +542,9 @@ static struct result run_mode(const struct scenario *sc, bool presplit,
 	 * the CPUs with the same threads in the ioctl and in the enable. */
 	pthread_create(&f.thread, NULL, faulter_thread, &f);
 	usleep(10 * 1000);
+	while (!atomic_load(&f.tid))
+		usleep(1000);
+	trace_follow(f.tid);
 	if (presplit) {
 		trace_start();
 		t0 = wall_s();
@@ -497,7 +554,7 @@ static struct result run_mode(const struct scenario *sc, bool presplit,
 				      KVM_SPLIT_HUGE_PAGES_HOLD), size / SZ_2M);
 		r.presplit_cpu_s = thread_cpu_s() - c0;
 		r.presplit_wall_s = wall_s() - t0;
-		r.ioctl_split_s = trace_stop(IOCTL_SPLIT_FN);
+		r.ioctl_split_s = trace_stop(IOCTL_SPLIT_FN).split_s;
 	}
 	pages_2m_before = vm_page_counts(vm).pages_2m;
 	/* The faulter's too: it is timed over the critical path only. */
@@ -512,10 +569,14 @@ static struct result run_mode(const struct scenario *sc, bool presplit,
 		       size, mem);
 	r.enable_cpu_s = thread_cpu_s() - c0;
 	r.enable_s = wall_s() - t0;
-	r.enable_split_s = trace_stop(ENABLE_SPLIT_FN);
 	t0 = wall_s();
 	first_dirty_log_pass(vm, size / SZ_4K, sc->initially_set);
 	r.first_pass_s = wall_s() - t0;
+	path_trace = trace_stop(ENABLE_SPLIT_FN);
+	r.enable_split_s = path_trace.split_s;
+	r.faulter_lock_waits = path_trace.lock_waits;
+	r.faulter_longest_wait_us = path_trace.longest_wait_us;
+	r.faulter_wait_us = path_trace.wait_us;
 	faulter_stop(&f);
 	r.faulter_longest_gap = faulter_stats->longest;
 	r.faulter_faults = gaps_counted(faulter_stats);
@@ -614,6 +675,14 @@ static void print_pair(const struct scenario *sc, const struct result *a,
 		  a->faulter_longest_gap, b->faulter_longest_gap);
 	print_row("faulting vCPU: faults taken in the path", "%.0f",
 		  a->faulter_faults, b->faulter_faults);
+	if (a->faulter_lock_waits >= 0) {
+		print_row("faulting vCPU: waits for mmu_lock", "%.0f",
+			  a->faulter_lock_waits, b->faulter_lock_waits);
+		print_row("faulting vCPU: longest wait for it (us)", "%.1f",
+			  a->faulter_longest_wait_us, b->faulter_longest_wait_us);
+		print_row("faulting vCPU: time waiting for it (us)", "%.1f",
+			  a->faulter_wait_us, b->faulter_wait_us);
+	}
 	printf("BENCH %-44s %14s %14.4f\n", "pre-split ioctl wall (s)", "-",
 	       b->presplit_wall_s);
 	if (sc->initially_set) {
@@ -689,13 +758,15 @@ int main(int argc, char **argv)
 
 				*x = run_mode(&scenarios[i], presplit, mib << 20,
 					      nr_vcpus);
-				printf("# round %d %s%s: enable %.4f s (CPU %.4f s, split %.4f s), first pass %.4f s, sweep after %.4f s, vCPU splits %.0f, stall %.0f, faulter stall %.0f (%.0f faults), ioctl %.4f s (CPU %.4f s, split %.4f s)\n",
+				printf("# round %d %s%s: enable %.4f s (CPU %.4f s, split %.4f s), first pass %.4f s, sweep after %.4f s, vCPU splits %.0f, stall %.0f, faulter stall %.0f (%.0f faults, %.0f lock waits, longest %.1f us), ioctl %.4f s (CPU %.4f s, split %.4f s)\n",
 				       round + 1, scenarios[i].name,
 				       presplit ? "+presplit" : "", x->enable_s,
 				       x->enable_cpu_s, x->enable_split_s,
 				       x->first_pass_s, x->sweep_after_pass_s,
 				       x->huge_split_by_vcpus, x->longest_gap,
 				       x->faulter_longest_gap, x->faulter_faults,
+				       x->faulter_lock_waits,
+				       x->faulter_longest_wait_us,
 				       x->presplit_wall_s, x->presplit_cpu_s,
 				       x->ioctl_split_s);
 			}
