@@ -6,10 +6,12 @@
 #      MAINTAINERS covers every file the series adds;
 #   3. kvm.ko, kvm-amd.ko and kvm-intel.ko build with W=1, and with W=1 plus
 #      KCFLAGS=-DCONFIG_KVM_PROVE_MMU=1, without a warning that the
-#      unpatched sources do not have.
+#      unpatched sources do not have;
+#   4. the KVM modules of a 32-bit build (i386 defconfig) compile, and kvm.o
+#      needs no TDP MMU function: tdp_mmu.o only exists in 64-bit builds.
 #
 # Exits nonzero on the first failed check.  Takes ~5 min the first time
-# (two source trees, four module builds), less when the trees are cached.
+# (two source trees, five module builds), less when the trees are cached.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -86,6 +88,28 @@ check_no_new_warnings() {
 		"$KP_CACHE/$DEB_VERSION/check/patched-$label" | wc -l) in total)"
 }
 
+# mmu.c may only call the TDP MMU behind tdp_mmu_enabled, which 32-bit
+# builds define as false, so that the compiler drops the calls.
+check_32bit() {
+	local tree=$1 out="$KP_CACHE/$DEB_VERSION/check/i386" undefined
+	local log="$out.log"
+	log "building the KVM modules for 32-bit x86 (i386 defconfig)"
+	rm -rf "$out"
+	{
+		make -C "$tree" O="$out" ARCH=i386 defconfig &&
+			"$tree/scripts/config" --file "$out/.config" \
+				-e VIRTUALIZATION -m KVM -m KVM_INTEL -m KVM_AMD &&
+			make -C "$tree" O="$out" ARCH=i386 olddefconfig &&
+			make -C "$tree" O="$out" ARCH=i386 -j"$KP_JOBS" arch/x86/kvm/
+	} >"$log" 2>&1 || { tail -n 40 "$log" >&2; die "32-bit: the KVM modules do not build"; }
+	[ -f "$out/arch/x86/kvm/kvm.o" ] || die "32-bit: no kvm.o was built (see $log)"
+	undefined=$(nm -u "$out/arch/x86/kvm/kvm.o" | grep -o 'kvm_tdp_mmu_[a-z0-9_]*' || true)
+	[ -z "$undefined" ] ||
+		die "32-bit: kvm.o needs TDP MMU functions, which only 64-bit builds have:" \
+			"$(echo "$undefined" | tr '\n' ' ')"
+	log "OK: 32-bit: the KVM modules build, and kvm.o needs no TDP MMU function"
+}
+
 fetch_debian
 lock_cache
 log "checking the series against linux-source $DEB_VERSION"
@@ -97,4 +121,5 @@ check_maintainers "$patched"
 check_no_new_warnings "$pristine" "$patched" W1 W=1
 check_no_new_warnings "$pristine" "$patched" W1-prove-mmu W=1 \
 	KCFLAGS=-DCONFIG_KVM_PROVE_MMU=1
+check_32bit "$patched"
 log "all checks passed"
