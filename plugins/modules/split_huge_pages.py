@@ -19,7 +19,7 @@ description:
   - Issues C(KVM_SPLIT_HUGE_PAGES) over the guest's physical address range in chunks, 1G to 2M and
     then 2M to 4K, optionally rate-limited, and with O(hold=true) keeps the range split until
     released (or until dirty logging is switched off, which is what a failed migration does).
-    Memory that KVM is already dirty logging (a migration under way) is not split: dirty logging
+    Memory that KVM is already dirty logging (a migration under way) is not split, as dirty logging
     splits it itself.
   - Returns the mapping counts before and after, the source of the counts, and per-pass timings.
   - Idempotent. A domain with no mapping above the target level (and, with O(hold=true), a hold
