@@ -15,12 +15,19 @@
  * hand-over: 112-400 times here.  The counts are not timings: the CLEAR
  * checks for a waiter at each of its 1024 words, and under TCG the two guest
  * CPUs take turns whenever the one that waits for the lock spins (PAUSE).
+ *
+ * The count also takes in what the vCPU does after the CLEAR has dropped the
+ * lock, while the CLEAR waits for its TLB flush IPI to be handled: under
+ * single-threaded TCG the vCPU may then run on for a whole time slice (110
+ * pages once, with the stock modules).  That only ever adds pages, so each
+ * case takes the fewest over three CLEARs, each in a VM of its own.
  */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 
 #include "ktest.h"
 
@@ -77,7 +84,7 @@ static uint64_t pages_faulted(struct faulter *f)
  * faulting in fresh memory in another slot.  Returns how many fresh pages the
  * vCPU mapped during the CLEAR.
  */
-static uint64_t faults_during_clear(void)
+static uint64_t faults_during_one_clear(void)
 {
 	struct vm *vm = vm_create();
 	void *logged = alloc_small_pages(LOGGED_SIZE);
@@ -127,7 +134,25 @@ static uint64_t faults_during_clear(void)
 	ktest_log("CLEAR of %llu pages took %.1f ms; the faulting vCPU mapped %llu fresh pages meanwhile",
 		  (unsigned long long)(LOGGED_SIZE / SZ_4K), clear_ns / 1e6,
 		  (unsigned long long)(after - before));
+	vcpu_destroy(f.vcpu);
+	vm_destroy(vm);
+	munmap(logged, LOGGED_SIZE);
+	munmap((void *)f.mem, FRESH_SIZE);
+	free(clear.dirty_bitmap);
 	return after - before;
+}
+
+/* The fewest fresh pages mapped during a CLEAR, over three of them. */
+static uint64_t faults_during_clear(void)
+{
+	uint64_t fewest = UINT64_MAX, faults;
+
+	for (int i = 0; i < 3; i++) {
+		faults = faults_during_one_clear();
+		if (faults < fewest)
+			fewest = faults;
+	}
+	return fewest;
 }
 
 /* Patched modules: the CLEAR hands the lock over while the vCPU waits. */
