@@ -30,8 +30,9 @@
  * time of a slow-path fault is large against the lock's hold times, as
  * under TCG, its longest stall says little about the lock; the lock
  * contention tracepoints time its waits for mmu_lock on their own, and its
- * longest stall over 0.1 s just before the critical path, with no dirty-log
- * work going on, is the floor that tells the machine's stalls from KVM's.
+ * longest stall over a window as long as the critical path, just before it,
+ * with no dirty-log work going on, is the floor that tells the machine's
+ * stalls from KVM's.
  * The modes run in turn, ROUNDS times, and every figure is the median over
  * the rounds, so that one unlucky scheduling decision does not make a
  * ratio.  Prints tables; a benchmark, no asserts on timing.
@@ -74,9 +75,10 @@
 #define FRESH_GPA		(256 * 1024 * 1024ULL)
 #define MIN_FRESH_SIZE		(64 * 1024 * 1024ULL)
 #define MAX_FRESH_SIZE		(512 * 1024 * 1024ULL)
-/* The control window, before the critical path: no longer than QEMU's flow
- * takes here (0.10-0.14 s for 1 GiB), so that it does not inflate the floor. */
-#define FLOOR_WINDOW_US		(100 * 1000)
+/* The control window before the first round's critical paths; later
+ * rounds take the length of the same mode's path in the round before, so
+ * that the floor and the stall are each the longest over as long a time. */
+#define FIRST_FLOOR_WINDOW_S	0.1
 
 #define TIMED_LOOP_GPA		0x4000
 #define GAP_STATS_GPA(i)	(0x8000 + (i) * 0x400)
@@ -510,7 +512,7 @@ static void restore_host(void)
 }
 
 static struct result run_mode(const struct scenario *sc, bool presplit,
-			      uint64_t size, int nr_vcpus)
+			      uint64_t size, int nr_vcpus, double floor_window_s)
 {
 	struct result r = { 0 };
 	struct vm *vm = vm_create();
@@ -573,7 +575,7 @@ static struct result run_mode(const struct scenario *sc, bool presplit,
 	 */
 	memset(faulter_stats, 0, sizeof(*faulter_stats));
 	trace_start();
-	usleep(FLOOR_WINDOW_US);
+	usleep(floor_window_s * 1e6);
 	r.faulter_floor_gap = faulter_stats->longest;
 	r.faulter_floor_lock_waits = trace_stop(ENABLE_SPLIT_FN).lock_waits;
 	/* The faulter's too: it is timed over the critical path only. */
@@ -689,7 +691,7 @@ static const struct {
 	ROW("faulting vCPU: longest wait for it (us)", "%.1f", faulter_longest_wait_us),
 	ROW("faulting vCPU: time waiting for it (us)", "%.1f", faulter_wait_us),
 	ROW("faulting vCPU: longest stall in the path", "%.0f", faulter_longest_gap),
-	ROW("faulting vCPU: longest stall, 0.1 s before", "%.0f", faulter_floor_gap),
+	ROW("faulting vCPU: longest stall as long before", "%.0f", faulter_floor_gap),
 #undef ROW
 };
 
@@ -782,10 +784,13 @@ int main(int argc, char **argv)
 		for (size_t i = 0; i < ARRAY_SIZE(scenarios); i++) {
 			for (int presplit = 0; presplit < 2; presplit++) {
 				struct result *x = &r[i][presplit][round];
+				double window_s = round ?
+					r[i][presplit][round - 1].path_s :
+					FIRST_FLOOR_WINDOW_S;
 
 				*x = run_mode(&scenarios[i], presplit, mib << 20,
-					      nr_vcpus);
-				printf("# round %d %s%s: enable %.4f s (CPU %.4f s, split %.4f s), first pass %.4f s, sweep after %.4f s, vCPU splits %.0f, stall %.0f, faulter stall %.0f (%.0f faults, %.0f lock waits, longest %.1f us; floor %.0f, %.0f lock waits), ioctl %.4f s (CPU %.4f s, split %.4f s)\n",
+					      nr_vcpus, window_s);
+				printf("# round %d %s%s: enable %.4f s (CPU %.4f s, split %.4f s), first pass %.4f s, sweep after %.4f s, vCPU splits %.0f, stall %.0f, faulter stall %.0f (%.0f faults, %.0f lock waits, longest %.1f us; floor %.0f over %.4f s, %.0f lock waits), ioctl %.4f s (CPU %.4f s, split %.4f s)\n",
 				       round + 1, scenarios[i].name,
 				       presplit ? "+presplit" : "", x->enable_s,
 				       x->enable_cpu_s, x->enable_split_s,
@@ -794,7 +799,7 @@ int main(int argc, char **argv)
 				       x->faulter_longest_gap, x->faulter_faults,
 				       x->faulter_lock_waits,
 				       x->faulter_longest_wait_us,
-				       x->faulter_floor_gap,
+				       x->faulter_floor_gap, window_s,
 				       x->faulter_floor_lock_waits,
 				       x->presplit_wall_s, x->presplit_cpu_s,
 				       x->ioctl_split_s);
