@@ -75,10 +75,11 @@
 #define FRESH_GPA		(256 * 1024 * 1024ULL)
 #define MIN_FRESH_SIZE		(64 * 1024 * 1024ULL)
 #define MAX_FRESH_SIZE		(512 * 1024 * 1024ULL)
-/* The control window before the first round's critical paths; later
- * rounds take the length of the same mode's path in the round before, so
- * that the floor and the stall are each the longest over as long a time. */
-#define FIRST_FLOOR_WINDOW_S	0.1
+/* The control window before the first round's critical paths, per GiB:
+ * about what QEMU's flow takes under TCG.  Later rounds take the length of
+ * the same mode's path in the round before, so that the floor and the
+ * stall are each the longest over as long a time. */
+#define FIRST_FLOOR_WINDOW_S_PER_GIB	0.1
 
 #define TIMED_LOOP_GPA		0x4000
 #define GAP_STATS_GPA(i)	(0x8000 + (i) * 0x400)
@@ -786,7 +787,7 @@ int main(int argc, char **argv)
 				struct result *x = &r[i][presplit][round];
 				double window_s = round ?
 					r[i][presplit][round - 1].path_s :
-					FIRST_FLOOR_WINDOW_S;
+					FIRST_FLOOR_WINDOW_S_PER_GIB * mib / 1024;
 
 				*x = run_mode(&scenarios[i], presplit, mib << 20,
 					      nr_vcpus, window_s);
