@@ -25,6 +25,9 @@
  * faults that dirty logging costs them, splits included, all land in it.
  * One more vCPU keeps faulting in fresh memory, timed over the critical
  * path only: it is the one that waits whenever mmu_lock is held for write.
+ * When it has written all of its memory the memory is discarded and it
+ * starts over, so that it faults for as long as the path lasts, however
+ * fast it runs against the migration thread.
  * It has a CPU to itself, so that its stalls are waits for the lock rather
  * than the guest's scheduler giving its CPU to another thread.  Where the
  * time of a slow-path fault is large against the lock's hold times, as
@@ -52,8 +55,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/mount.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -70,7 +71,7 @@
  * mmu_lock for write from start to end. */
 #define CLEAR_CHUNK_PAGES	(SZ_1G / SZ_4K)
 /* The faulting vCPU's memory, below the slot: a quarter of its size, and
- * 64 MiB at least, so that its sweep outlasts the critical path. */
+ * 64 MiB at least, so that it seldom has to start over in the path. */
 #define FRESH_SLOT		(FIRST_TEST_SLOT + 1)
 #define FRESH_GPA		(256 * 1024 * 1024ULL)
 #define MIN_FRESH_SIZE		(64 * 1024 * 1024ULL)
@@ -135,6 +136,7 @@ struct result {
 	double sweep_after_pass_s;
 	double longest_gap, p99_gap, p999_gap;	/* TSC cycles */
 	double faulter_longest_gap, faulter_faults;
+	double faulter_restarts;	/* in the path, on discarded memory */
 	/* The same vCPU over a window with no dirty-log work: its floor. */
 	double faulter_floor_gap, faulter_floor_lock_waits;
 	/* Traced, -1 if untraced. */
@@ -144,7 +146,6 @@ struct result {
 
 #define RESULT_FIELDS	(sizeof(struct result) / sizeof(double))
 
-#define TRACEFS		"/sys/kernel/tracing"
 /* The arch split of each ioctl chunk, and eager splitting in the enable. */
 #define IOCTL_SPLIT_FN	"kvm_arch_split_huge_pages"
 #define ENABLE_SPLIT_FN	"kvm_mmu_slot_try_split_huge_pages"
@@ -157,26 +158,6 @@ struct trace_summary {
 	/* The faulting vCPU's waits for a read lock (mmu_lock). */
 	double lock_waits, longest_wait_us, wait_us;
 };
-
-/* Writes @value to a tracefs file, which may take it a word at a time. */
-static bool write_tracefs(const char *file, const char *value)
-{
-	size_t done = 0, len = strlen(value);
-	char path[128];
-	ssize_t n = 0;
-	int fd;
-
-	snprintf(path, sizeof(path), TRACEFS "/%s", file);
-	fd = open(path, O_WRONLY | O_TRUNC);
-	if (fd < 0)
-		return false;
-	while (done < len && (n = write(fd, value + done, len - done)) > 0)
-		done += n;
-	if (done < len && n == 0)
-		errno = EIO;
-	close(fd);
-	return done == len;
-}
 
 /*
  * The function graph tracer on the two split functions only, at depth 1:
@@ -197,10 +178,12 @@ static void setup_tracing(void)
 		{ "events/lock/contention_end/enable", "1" },
 	};
 
-	mkdir(TRACEFS, 0755);
-	mount("tracefs", TRACEFS, "tracefs", 0, NULL);	/* EBUSY: there */
+	if (!tracefs_mount()) {
+		printf("# no tracing (tracefs: %m): split times and lock waits not measured\n");
+		return;
+	}
 	for (size_t i = 0; i < ARRAY_SIZE(settings); i++) {
-		if (!write_tracefs(settings[i][0], settings[i][1])) {
+		if (!tracefs_write(settings[i][0], settings[i][1])) {
 			printf("# no tracing (%s: %m): split times and lock waits not measured\n",
 			       settings[i][0]);
 			return;
@@ -213,13 +196,13 @@ static void setup_tracing(void)
 static bool teardown_tracing(void)
 {
 	return !tracing ||
-	       (write_tracefs("current_tracer", "nop") &&
-		write_tracefs("set_ftrace_filter", "") &&
-		write_tracefs("max_graph_depth", "0") &&
-		write_tracefs("options/funcgraph-abstime", "0") &&
-		write_tracefs("events/lock/contention_begin/enable", "0") &&
-		write_tracefs("events/lock/contention_end/enable", "0") &&
-		write_tracefs("set_event_pid", ""));
+	       (tracefs_write("current_tracer", "nop") &&
+		tracefs_write("set_ftrace_filter", "") &&
+		tracefs_write("max_graph_depth", "0") &&
+		tracefs_write("options/funcgraph-abstime", "0") &&
+		tracefs_write("events/lock/contention_begin/enable", "0") &&
+		tracefs_write("events/lock/contention_end/enable", "0") &&
+		tracefs_write("set_event_pid", ""));
 }
 
 /* Records the events of thread @tid only. */
@@ -229,14 +212,14 @@ static void trace_follow(pid_t tid)
 
 	snprintf(pid, sizeof(pid), "%d", tid);
 	if (tracing)
-		ASSERT(write_tracefs("set_event_pid", pid), "tracefs: %m");
+		ASSERT(tracefs_write("set_event_pid", pid), "tracefs: %m");
 }
 
 static void trace_start(void)
 {
 	if (tracing)
-		ASSERT(write_tracefs("trace", "") &&
-		       write_tracefs("tracing_on", "1"), "tracefs: %m");
+		ASSERT(tracefs_write("trace", "") &&
+		       tracefs_write("tracing_on", "1"), "tracefs: %m");
 }
 
 /*
@@ -257,7 +240,7 @@ static struct trace_summary trace_stop(const char *fn)
 
 	if (!tracing)
 		return (struct trace_summary){ -1, -1, -1, -1 };
-	ASSERT(write_tracefs("tracing_on", "0"), "tracefs: %m");
+	ASSERT(tracefs_write("tracing_on", "0"), "tracefs: %m");
 	f = fopen(TRACEFS "/trace", "r");
 	ASSERT(f, "tracefs: %m");
 	while (fgets(line, sizeof(line), f)) {
@@ -350,7 +333,8 @@ static struct vcpu *timed_writer(struct vm *vm, int id, uint64_t gpa,
  * such as a CLEAR splitting huge pages.  The writers cannot show that: with
  * eager split on, their faults take the lockless fast path.  It runs from
  * before the pre-split to the end of the first pass and is timed over the
- * critical path only.
+ * critical path only.  It never runs out: its memory is discarded after
+ * each sweep, which zaps its mappings, and the next sweep faults again.
  */
 struct faulter {
 	pthread_t thread;
@@ -358,7 +342,7 @@ struct faulter {
 	void *mem;
 	uint64_t size;
 	atomic_int tid;	/* its thread's, once it runs */
-	bool ran_out;	/* its sweep ended before the first pass did */
+	atomic_uint sweeps;	/* ended, each followed by a discard */
 };
 
 /*
@@ -395,7 +379,18 @@ static void *faulter_thread(void *arg)
 	ASSERT(!pthread_setaffinity_np(pthread_self(), sizeof(own), &own),
 	       "faulter's CPU");
 	atomic_store(&f->tid, gettid());
-	f->ran_out = vcpu_run_pass(f->vcpu) == 0;
+	/* -EINTR: faulter_stop() kicked it. */
+	while (vcpu_run_pass(f->vcpu) == 0) {
+		/*
+		 * The MMU notifier zaps KVM's mappings of the range; populating
+		 * it again keeps host page allocation out of the next sweep,
+		 * as the memset did for the first.
+		 */
+		ASSERT(!madvise(f->mem, f->size, MADV_DONTNEED) &&
+		       !madvise(f->mem, f->size, MADV_POPULATE_WRITE),
+		       "discarding the faulting vCPU's memory: %m");
+		atomic_fetch_add(&f->sweeps, 1);
+	}
 	return NULL;
 }
 
@@ -404,6 +399,7 @@ static void faulter_create(struct faulter *f, struct vm *vm, int id,
 {
 	f->size = size;
 	f->tid = 0;
+	f->sweeps = 0;
 	f->mem = alloc_small_pages(size);
 	/* Present in the host: time KVM's fault path, not page allocation. */
 	memset(f->mem, 0, size);
@@ -414,9 +410,6 @@ static void faulter_create(struct faulter *f, struct vm *vm, int id,
 static void faulter_stop(struct faulter *f)
 {
 	vcpu_stop_thread(f->vcpu, f->thread);
-	ASSERT(!f->ran_out,
-	       "the faulting vCPU wrote all its %llu MiB before the critical path ended",
-	       (unsigned long long)f->size >> 20);
 	vcpu_destroy(f->vcpu);
 }
 
@@ -527,6 +520,7 @@ static struct result run_mode(const struct scenario *sc, bool presplit,
 	struct gap_stats *faulter_stats = gap_stats_of(vm, nr_vcpus);
 	struct faulter f;
 	struct trace_summary path_trace;
+	unsigned int sweeps_before;
 	double t0, c0;
 
 	ASSERT(set_eager_split(sc->eager_split),
@@ -584,6 +578,7 @@ static struct result run_mode(const struct scenario *sc, bool presplit,
 		memset(gap_stats_of(vm, i), 0, sizeof(struct gap_stats));
 
 	/* The critical path: dirty logging on, then the first pass. */
+	sweeps_before = atomic_load(&f.sweeps);
 	trace_start();
 	t0 = wall_s();
 	c0 = thread_cpu_s();
@@ -595,6 +590,7 @@ static struct result run_mode(const struct scenario *sc, bool presplit,
 	first_dirty_log_pass(vm, size / SZ_4K, sc->initially_set);
 	r.first_pass_s = wall_s() - t0;
 	r.path_s = r.enable_s + r.first_pass_s;
+	r.faulter_restarts = atomic_load(&f.sweeps) - sweeps_before;
 	path_trace = trace_stop(ENABLE_SPLIT_FN);
 	r.enable_split_s = path_trace.split_s;
 	r.faulter_lock_waits = path_trace.lock_waits;
@@ -688,6 +684,7 @@ static const struct {
 	ROW("vCPU p99 write gap (<= TSC cycles)", "%.0f", p99_gap),
 	ROW("vCPU p99.9 write gap (<= TSC cycles)", "%.0f", p999_gap),
 	ROW("faulting vCPU: faults taken in the path", "%.0f", faulter_faults),
+	ROW("faulting vCPU: restarts on discarded memory", "%.0f", faulter_restarts),
 	ROW("faulting vCPU: waits for mmu_lock", "%.0f", faulter_lock_waits),
 	ROW("faulting vCPU: longest wait for it (us)", "%.1f", faulter_longest_wait_us),
 	ROW("faulting vCPU: time waiting for it (us)", "%.1f", faulter_wait_us),
@@ -791,13 +788,14 @@ int main(int argc, char **argv)
 
 				*x = run_mode(&scenarios[i], presplit, mib << 20,
 					      nr_vcpus, window_s);
-				printf("# round %d %s%s: enable %.4f s (CPU %.4f s, split %.4f s), first pass %.4f s, sweep after %.4f s, vCPU splits %.0f, stall %.0f, faulter stall %.0f (%.0f faults, %.0f lock waits, longest %.1f us; floor %.0f over %.4f s, %.0f lock waits), ioctl %.4f s (CPU %.4f s, split %.4f s)\n",
+				printf("# round %d %s%s: enable %.4f s (CPU %.4f s, split %.4f s), first pass %.4f s, sweep after %.4f s, vCPU splits %.0f, stall %.0f, faulter stall %.0f (%.0f faults, %.0f restarts, %.0f lock waits, longest %.1f us; floor %.0f over %.4f s, %.0f lock waits), ioctl %.4f s (CPU %.4f s, split %.4f s)\n",
 				       round + 1, scenarios[i].name,
 				       presplit ? "+presplit" : "", x->enable_s,
 				       x->enable_cpu_s, x->enable_split_s,
 				       x->first_pass_s, x->sweep_after_pass_s,
 				       x->huge_split_by_vcpus, x->longest_gap,
 				       x->faulter_longest_gap, x->faulter_faults,
+				       x->faulter_restarts,
 				       x->faulter_lock_waits,
 				       x->faulter_longest_wait_us,
 				       x->faulter_floor_gap, window_s,

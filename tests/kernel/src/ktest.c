@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -462,6 +464,34 @@ void run_as_foreign_process(struct vm *vm, void (*fn)(int foreign_vm_fd))
 	ASSERT(waitpid(child, &status, 0) == child, "waitpid: %m");
 	ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	       "foreign process failed (status 0x%x)", status);
+}
+
+/* ---- tracefs -------------------------------------------------------------- */
+
+bool tracefs_mount(void)
+{
+	mkdir(TRACEFS, 0755);
+	/* EBUSY: mounted already. */
+	return !mount("tracefs", TRACEFS, "tracefs", 0, NULL) || errno == EBUSY;
+}
+
+bool tracefs_write(const char *file, const char *value)
+{
+	size_t done = 0, len = strlen(value);
+	char path[128];
+	ssize_t n = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), TRACEFS "/%s", file);
+	fd = open(path, O_WRONLY | O_TRUNC);
+	if (fd < 0)
+		return false;
+	while (done < len && (n = write(fd, value + done, len - done)) > 0)
+		done += n;
+	if (done < len && n == 0)
+		errno = EIO;
+	close(fd);
+	return done == len;
 }
 
 /* ---- misc ----------------------------------------------------------------- */

@@ -156,6 +156,17 @@ uint64_t split_range(int vm_fd, uint64_t gpa, uint64_t size, uint32_t level,
  */
 void run_as_foreign_process(struct vm *vm, void (*fn)(int foreign_vm_fd));
 
+/* ---- tracefs -------------------------------------------------------------- */
+
+#define TRACEFS		"/sys/kernel/tracing"
+
+/* Mounts tracefs at TRACEFS unless it is there already; false with errno
+ * set if it is not there (a kernel without tracing, say). */
+bool tracefs_mount(void);
+/* Writes @value to TRACEFS/@file (which may take it a word at a time),
+ * truncating it first; false with errno set if it could not. */
+bool tracefs_write(const char *file, const char *value);
+
 /* ---- misc ----------------------------------------------------------------- */
 
 uint64_t now_ns(void);
