@@ -379,18 +379,7 @@ static void *faulter_thread(void *arg)
 	ASSERT(!pthread_setaffinity_np(pthread_self(), sizeof(own), &own),
 	       "faulter's CPU");
 	atomic_store(&f->tid, gettid());
-	/* -EINTR: faulter_stop() kicked it. */
-	while (vcpu_run_pass(f->vcpu) == 0) {
-		/*
-		 * The MMU notifier zaps KVM's mappings of the range; populating
-		 * it again keeps host page allocation out of the next sweep,
-		 * as the memset did for the first.
-		 */
-		ASSERT(!madvise(f->mem, f->size, MADV_DONTNEED) &&
-		       !madvise(f->mem, f->size, MADV_POPULATE_WRITE),
-		       "discarding the faulting vCPU's memory: %m");
-		atomic_fetch_add(&f->sweeps, 1);
-	}
+	vcpu_fault_forever(f->vcpu, f->mem, f->size, &f->sweeps);
 	return NULL;
 }
 

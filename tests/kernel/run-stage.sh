@@ -184,7 +184,9 @@ echo "[127.0.0.1]:$port $(cut -d' ' -f1-2 "$work/host_key.pub")" >"$work/known_h
 
 echo "== booting (console: $LOG_DIR/console.log, ssh on 127.0.0.1:$port)"
 # restrict=on: the guest reaches nothing; only the forwarded port reaches it.
-timeout --kill-after=10 "${KTEST_STAGE_TIMEOUT_S:-900}" \
+# The timeout is a hang guard: the steps take ~3 min here, and 15 min under
+# other work on both cores ended a run that was still progressing.
+timeout --kill-after=10 "${KTEST_STAGE_TIMEOUT_S:-2700}" \
 qemu-system-x86_64 \
 	-accel tcg,thread=single -cpu "$GUEST_CPU" -smp 1 -m 1536 \
 	-nographic -no-reboot -monitor none -serial "file:$LOG_DIR/console.log" \

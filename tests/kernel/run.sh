@@ -68,12 +68,13 @@ fi
 # programs.  Every "run" line must end with the program exiting 0.
 plan=$(mktemp)
 trap 'rm -f "$plan"' EXIT
-programs="vm_basics dirty_log_tests"
+programs="vm_basics dirty_log_tests dirty_log_complete"
 selftests=
 cat >"$plan" <<PLAN
 phase stock stock - -
 run vm_basics
 run dirty_log_tests clear_blocks_faulting_vcpu
+run dirty_log_complete small thp
 PLAN
 if ! $stock_only; then
 	programs="$programs split_tests"
@@ -84,6 +85,7 @@ if ! $stock_only; then
 phase patched patched - -
 run vm_basics thp_vcpu_fault_in hugetlb_1g_prefault
 run dirty_log_tests clear_lets_faulting_vcpu_in
+run dirty_log_complete
 run split_tests
 run split_huge_pages_test -b 64M
 run dirty_log_page_splitting_test -b 64M
@@ -100,6 +102,7 @@ if [ -n "$PROVE_MODULES_DIR" ]; then
 phase prove-mmu prove-mmu - -
 run split_tests
 run dirty_log_tests clear_lets_faulting_vcpu_in
+run dirty_log_complete thp_presplit
 PLAN
 fi
 [ -z "$KTEST_PLAN" ] || cp "$KTEST_PLAN" "$plan"

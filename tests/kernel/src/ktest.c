@@ -494,6 +494,116 @@ bool tracefs_write(const char *file, const char *value)
 	return done == len;
 }
 
+#define CLEAR_MARK	"ktest-clear"
+
+void clear_trace_start(pid_t clear_tid, pid_t vcpu_tid)
+{
+	char clear_pid[16], vcpu_pid[16];
+	const char *const settings[][2] = {
+		{ "tracing_on", "0" },
+		{ "trace_clock", "global" },
+		{ "buffer_size_kb", "8192" },
+		{ "set_ftrace_filter", CLEAR_WORD_FN },
+		{ "set_ftrace_pid", clear_pid },
+		{ "current_tracer", "function" },
+		{ "set_event_pid", vcpu_pid },
+		{ "events/lock/contention_begin/enable", "1" },
+		{ "events/lock/contention_end/enable", "1" },
+		{ "trace", "" },
+		{ "tracing_on", "1" },
+	};
+
+	snprintf(clear_pid, sizeof(clear_pid), "%d", clear_tid);
+	snprintf(vcpu_pid, sizeof(vcpu_pid), "%d", vcpu_tid);
+	ASSERT(tracefs_mount(), "tracefs: %m");
+	for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
+		ASSERT(tracefs_write(settings[i][0], settings[i][1]),
+		       "tracefs %s: %m", settings[i][0]);
+}
+
+void clear_trace_mark(void)
+{
+	ASSERT(tracefs_write("trace_marker", CLEAR_MARK), "trace_marker: %m");
+}
+
+/* Entries the ring buffer dropped since the trace was cleared. */
+static unsigned long long trace_overruns(void)
+{
+	unsigned long long total = 0, n;
+	char path[64], line[128];
+
+	for (int cpu = 0;; cpu++) {
+		FILE *f;
+
+		snprintf(path, sizeof(path), TRACEFS "/per_cpu/cpu%d/stats", cpu);
+		f = fopen(path, "r");
+		if (!f)
+			return total;
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "overrun: %llu", &n) == 1)
+				total += n;
+		fclose(f);
+	}
+}
+
+/*
+ * Lines come in time order, e.g.
+ *   "<comm>-57 [000] ..... 12.345670: tracing_mark_write: ktest-clear"
+ *   "<comm>-57 [000] ..... 12.345678: kvm_arch_mmu_enable_log_dirty_pt_masked <-..."
+ *   "<comm>-58 [001] d..1. 12.345679: contention_begin: 0xffff... (flags=SPIN|READ)"
+ *   "<comm>-58 [001] d..1. 12.345690: contention_end: 0xffff... (ret=0)"
+ * A wait is paired with its end by the lock's address.  Begins and ends
+ * since the last word are counted when the next word of the same CLEAR
+ * comes, so those after a CLEAR's last word never are.
+ */
+struct clear_trace clear_trace_stop(void)
+{
+	struct clear_trace t = { 0 };
+	unsigned int words_of_clear = 0, began = 0, ended = 0;
+	char line[512], lock[32] = "", *p;
+	FILE *f;
+
+	ASSERT(tracefs_write("tracing_on", "0"), "tracefs: %m");
+	f = fopen(TRACEFS "/trace", "r");
+	ASSERT(f, "tracefs trace: %m");
+	while (fgets(line, sizeof(line), f)) {
+		if (line[0] == '#') {
+			continue;
+		} else if (strstr(line, "tracing_mark_write: " CLEAR_MARK)) {
+			t.clears++;
+			words_of_clear = began = ended = 0;
+		} else if (strstr(line, CLEAR_WORD_FN)) {
+			if (words_of_clear++) {
+				t.waits += began;
+				t.handovers += ended;
+			}
+			t.words++;
+			began = ended = 0;
+		} else if ((p = strstr(line, "contention_begin: ")) &&
+			   strstr(p, "(flags=SPIN|READ)")) {
+			sscanf(p, "contention_begin: %31s", lock);
+			began += words_of_clear > 0;
+		} else if ((p = strstr(line, "contention_end: ")) && *lock &&
+			   !strncmp(p + strlen("contention_end: "), lock,
+				    strlen(lock))) {
+			*lock = 0;
+			ended += words_of_clear > 0;
+		}
+	}
+	fclose(f);
+	ASSERT(!trace_overruns(), "the trace overflowed: %llu entries lost",
+	       trace_overruns());
+	ASSERT(tracefs_write("current_tracer", "nop") &&
+	       tracefs_write("set_ftrace_filter", "") &&
+	       tracefs_write("set_ftrace_pid", "") &&
+	       tracefs_write("set_event_pid", "") &&
+	       tracefs_write("events/lock/contention_begin/enable", "0") &&
+	       tracefs_write("events/lock/contention_end/enable", "0") &&
+	       tracefs_write("trace_clock", "local") &&
+	       tracefs_write("trace", ""), "tracefs: %m");
+	return t;
+}
+
 /* ---- misc ----------------------------------------------------------------- */
 
 uint64_t now_ns(void)
@@ -522,6 +632,23 @@ void vcpu_stop_thread(struct vcpu *vcpu, pthread_t thread)
 	vcpu->run->immediate_exit = 1;
 	pthread_kill(thread, SIGUSR1);
 	pthread_join(thread, NULL);
+}
+
+void vcpu_fault_forever(struct vcpu *vcpu, void *mem, size_t size,
+			atomic_uint *sweeps)
+{
+	/* Until -EINTR: vcpu_stop_thread() kicked it. */
+	while (vcpu_run_pass(vcpu) == 0) {
+		/*
+		 * The MMU notifier zaps KVM's mappings of the range;
+		 * populating it again keeps host page allocation out of the
+		 * next sweep.
+		 */
+		ASSERT(!madvise(mem, size, MADV_DONTNEED) &&
+		       !madvise(mem, size, MADV_POPULATE_WRITE),
+		       "discarding the faulting vCPU's memory: %m");
+		atomic_fetch_add(sweeps, 1);
+	}
 }
 
 /* One KVM_SPLIT_HUGE_PAGES call: 0 or -errno, args updated in place. */

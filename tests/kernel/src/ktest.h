@@ -11,9 +11,11 @@
 #define KTEST_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <linux/kvm.h>
 
 #define SZ_4K	(1ULL << 12)
@@ -141,6 +143,16 @@ void vcpu_prefault(struct vcpu *vcpu, uint64_t gpa, uint64_t size);
  */
 void vcpu_stop_thread(struct vcpu *vcpu, pthread_t thread);
 
+/*
+ * Runs @vcpu's write loop (vcpu_create_writer) over memory whose host view
+ * is [mem, mem + size), discarding the memory after each sweep so that the
+ * next one faults every page in again: a vCPU on KVM's slow fault path for
+ * as long as it runs, however fast, until vcpu_stop_thread() stops it.
+ * Counts its sweeps in @sweeps.
+ */
+void vcpu_fault_forever(struct vcpu *vcpu, void *mem, size_t size,
+			atomic_uint *sweeps);
+
 /* One KVM_SPLIT_HUGE_PAGES call: 0 or -errno, args updated in place. */
 int split_once(int vm_fd, struct kvm_split_huge_pages *args);
 /* A whole range, resumed after -EINTR/-EAGAIN; returns the total nr_split. */
@@ -166,6 +178,34 @@ bool tracefs_mount(void);
 /* Writes @value to TRACEFS/@file (which may take it a word at a time),
  * truncating it first; false with errno set if it could not. */
 bool tracefs_write(const char *file, const char *value);
+
+/*
+ * KVM_CLEAR_DIRTY_LOG's lock hand-overs, read from the kernel's own trace:
+ * the function tracer marks each 64-page word a CLEAR write-protects (one
+ * call of CLEAR_WORD_FN per word with bits to clear), the lock contention
+ * events mark a vCPU's waits for mmu_lock (read), and one global clock
+ * orders the two.  Within one CLEAR, a wait of the vCPU that ends (it got
+ * the lock) after one word and before another is a hand-over: a CLEAR that
+ * holds the lock from its first word to its last cannot make one, however
+ * the threads are scheduled.
+ */
+#define CLEAR_WORD_FN	"kvm_arch_mmu_enable_log_dirty_pt_masked"
+
+struct clear_trace {
+	unsigned int clears;	/* marked with clear_trace_mark() */
+	unsigned int words;	/* calls of CLEAR_WORD_FN */
+	/* The vCPU's waits that began, and that ended, between two words
+	 * of the same CLEAR. */
+	unsigned int waits, handovers;
+};
+
+/* Traces the CLEARs of thread @clear_tid and the waits of @vcpu_tid. */
+void clear_trace_start(pid_t clear_tid, pid_t vcpu_tid);
+/* Marks the start of a CLEAR: call it right before the ioctl. */
+void clear_trace_mark(void);
+/* Stops tracing, reads the trace back and leaves tracefs as a host expects
+ * it (no tracer, filter or events); asserts nothing was overwritten. */
+struct clear_trace clear_trace_stop(void);
 
 /* ---- misc ----------------------------------------------------------------- */
 
