@@ -313,15 +313,14 @@ static void wait_for_full_sweeps(struct writer *w, int n)
 			usleep(1000);
 }
 
-static struct vcpu *timed_writer(struct vm *vm, int id, uint64_t gpa,
-				 uint64_t size)
+/* Makes vCPU @id (a vcpu_create_writer()) run the timed write loop. */
+static struct vcpu *time_writer(struct vcpu *vcpu, int id)
 {
-	struct vcpu *vcpu = vcpu_create(vm, id);
-	struct kvm_regs regs = {
-		.rip = TIMED_LOOP_GPA, .rflags = 2, .rsp = GAP_STATS_GPA(id),
-		.rsi = gpa, .rdi = gpa + size, .rcx = SZ_4K,
-	};
+	struct kvm_regs regs;
 
+	CHECKED_IOCTL(vcpu->fd, KVM_GET_REGS, &regs);
+	regs.rip = TIMED_LOOP_GPA;
+	regs.rsp = GAP_STATS_GPA(id);
 	CHECKED_IOCTL(vcpu->fd, KVM_SET_REGS, &regs);
 	return vcpu;
 }
@@ -333,19 +332,10 @@ static struct vcpu *timed_writer(struct vm *vm, int id, uint64_t gpa,
  * such as a CLEAR splitting huge pages.  The writers cannot show that: with
  * eager split on, their faults take the lockless fast path.  It runs from
  * before the pre-split to the end of the first pass and is timed over the
- * critical path only.  It never runs out: its memory is discarded after
- * each sweep, which zaps its mappings, and the next sweep faults again.
- */
-struct faulter {
-	pthread_t thread;
-	struct vcpu *vcpu;
-	void *mem;
-	uint64_t size;
-	atomic_int tid;	/* its thread's, once it runs */
-	atomic_uint sweeps;	/* ended, each followed by a discard */
-};
-
-/*
+ * critical path only.  It never runs out (fresh_faulter in ktest.h): its
+ * memory is discarded after each sweep, which zaps its mappings, and the
+ * next sweep faults again.
+ *
  * The last CPU is the faulting vCPU's, the others everyone else's: with
  * the TCG guest's two CPUs, the migration thread shares one with the
  * writer, and the faulter's stalls are not scheduler ticks.
@@ -369,37 +359,16 @@ static void split_cpus(void)
 	       "sched_setaffinity: %m");
 }
 
-static void *faulter_thread(void *arg)
+/* Starts the faulting vCPU, on its own CPU. */
+static void faulter_run(struct fresh_faulter *f)
 {
-	struct faulter *f = arg;
 	cpu_set_t own;
 
+	fresh_faulter_run(f);
 	CPU_ZERO(&own);
 	CPU_SET(faulter_cpu, &own);
-	ASSERT(!pthread_setaffinity_np(pthread_self(), sizeof(own), &own),
+	ASSERT(!pthread_setaffinity_np(f->thread, sizeof(own), &own),
 	       "faulter's CPU");
-	atomic_store(&f->tid, gettid());
-	vcpu_fault_forever(f->vcpu, f->mem, f->size, &f->sweeps);
-	return NULL;
-}
-
-static void faulter_create(struct faulter *f, struct vm *vm, int id,
-			   uint64_t size)
-{
-	f->size = size;
-	f->tid = 0;
-	f->sweeps = 0;
-	f->mem = alloc_small_pages(size);
-	/* Present in the host: time KVM's fault path, not page allocation. */
-	memset(f->mem, 0, size);
-	vm_set_memslot(vm, FRESH_SLOT, 0, FRESH_GPA, size, f->mem);
-	f->vcpu = timed_writer(vm, id, FRESH_GPA, size);
-}
-
-static void faulter_stop(struct faulter *f)
-{
-	vcpu_stop_thread(f->vcpu, f->thread);
-	vcpu_destroy(f->vcpu);
 }
 
 static struct gap_stats *gap_stats_of(struct vm *vm, int id)
@@ -507,7 +476,7 @@ static struct result run_mode(const struct scenario *sc, bool presplit,
 	uint64_t fresh_size = size / 4 < MIN_FRESH_SIZE ? MIN_FRESH_SIZE :
 			      size / 4 > MAX_FRESH_SIZE ? MAX_FRESH_SIZE : size / 4;
 	struct gap_stats *faulter_stats = gap_stats_of(vm, nr_vcpus);
-	struct faulter f;
+	struct fresh_faulter f;
 	struct trace_summary path_trace;
 	unsigned int sweeps_before;
 	double t0, c0;
@@ -521,23 +490,22 @@ static struct result run_mode(const struct scenario *sc, bool presplit,
 	vm_set_memslot(vm, FIRST_TEST_SLOT, 0, SLOT_GPA, size, mem);
 	for (int i = 0; i < nr_vcpus; i++) {
 		w[i] = (struct writer) {
-			.vcpu = timed_writer(vm, i, SLOT_GPA + i * share, share),
+			.vcpu = time_writer(vcpu_create_writer(vm, i, SLOT_GPA + i * share,
+							       share), i),
 			.stop = &stop,
 		};
 		ASSERT_EQ(vcpu_run_pass(w[i].vcpu), 0);	/* fault in, huge */
 	}
 	ASSERT_EQ(vm_page_counts(vm).pages_2m, size / SZ_2M);
-	faulter_create(&f, vm, nr_vcpus, fresh_size);
+	fresh_faulter_create(&f, vm, nr_vcpus, FRESH_SLOT, FRESH_GPA, fresh_size);
+	time_writer(f.vcpu, nr_vcpus);
 
 	for (int i = 0; i < nr_vcpus; i++)
 		pthread_create(&w[i].thread, NULL, writer_thread, &w[i]);
 	usleep(200 * 1000);
 	/* Faulting from before the pre-split, so that the split competes for
 	 * the CPUs with the same threads in the ioctl and in the enable. */
-	pthread_create(&f.thread, NULL, faulter_thread, &f);
-	usleep(10 * 1000);
-	while (!atomic_load(&f.tid))
-		usleep(1000);
+	faulter_run(&f);
 	trace_follow(f.tid);
 	if (presplit) {
 		trace_start();
@@ -585,7 +553,7 @@ static struct result run_mode(const struct scenario *sc, bool presplit,
 	r.faulter_lock_waits = path_trace.lock_waits;
 	r.faulter_longest_wait_us = path_trace.longest_wait_us;
 	r.faulter_wait_us = path_trace.wait_us;
-	faulter_stop(&f);
+	fresh_faulter_stop(&f);
 	r.faulter_longest_gap = faulter_stats->longest;
 	r.faulter_faults = gaps_counted(faulter_stats);
 	pages_2m_after_pass = vm_page_counts(vm).pages_2m;
@@ -615,7 +583,6 @@ static struct result run_mode(const struct scenario *sc, bool presplit,
 	r.p999_gap = percentile_of(stats, nr_vcpus, 999);
 	vm_destroy(vm);
 	munmap(mem, size);
-	munmap(f.mem, f.size);
 	return r;
 }
 

@@ -69,14 +69,6 @@ struct writer {
 	atomic_uint sweeps;
 };
 
-struct faulter {
-	struct vcpu *vcpu;
-	void *mem;
-	pthread_t thread;
-	atomic_int tid;
-	atomic_uint sweeps;
-};
-
 /* The logged slot and what the "migration" knows of it. */
 struct logged {
 	struct vm *vm;
@@ -94,15 +86,6 @@ static void *writer_thread(void *arg)
 
 	while (vcpu_run_pass(w->vcpu) == 0)
 		atomic_fetch_add(&w->sweeps, 1);
-	return NULL;
-}
-
-static void *faulter_thread(void *arg)
-{
-	struct faulter *f = arg;
-
-	atomic_store(&f->tid, gettid());
-	vcpu_fault_forever(f->vcpu, f->mem, FRESH_SIZE, &f->sweeps);
 	return NULL;
 }
 
@@ -217,7 +200,7 @@ static void check_completeness(const struct setup *s)
 		.before_get = calloc(PAGES_WRITTEN, sizeof(uint32_t)),
 	};
 	struct writer w = { .sweeps = 0 };
-	struct faulter f = { .tid = 0, .sweeps = 0 };
+	struct fresh_faulter f;
 	struct clear_trace t, total = { 0 };
 	bool patched = has_presplit(l.vm);
 	struct page_counts c;
@@ -247,15 +230,10 @@ static void check_completeness(const struct setup *s)
 		ASSERT(!c.pages_2m && !c.pages_1g, "huge mappings left after the pre-split");
 	}
 
-	f.mem = alloc_small_pages(FRESH_SIZE);
-	memset(f.mem, 0, FRESH_SIZE);
-	vm_set_memslot(l.vm, FRESH_SLOT, 0, FRESH_GPA, FRESH_SIZE, f.mem);
-	f.vcpu = vcpu_create_writer(l.vm, 1, FRESH_GPA, FRESH_SIZE);
-	install_noop_handler(SIGUSR1);
+	fresh_faulter_create(&f, l.vm, 1, FRESH_SLOT, FRESH_GPA, FRESH_SIZE);
+	fresh_faulter_run(&f);
+	install_noop_handler(SIGUSR1);	/* for vcpu_stop_thread() */
 	pthread_create(&w.thread, NULL, writer_thread, &w);
-	pthread_create(&f.thread, NULL, faulter_thread, &f);
-	while (!atomic_load(&f.tid))
-		usleep(1000);
 
 	/* Initially-set: the first pass sends every page. */
 	vm_set_memslot(l.vm, FIRST_TEST_SLOT, KVM_MEM_LOG_DIRTY_PAGES,
@@ -284,7 +262,7 @@ static void check_completeness(const struct setup *s)
 	clear_trace_stop();
 	ASSERT(!lost, "last pass: %llu pages written after their CLEAR were not reported dirty",
 	       (unsigned long long)lost);
-	vcpu_stop_thread(f.vcpu, f.thread);
+	fresh_faulter_stop(&f);
 
 	/* Every page the writer wrote was reported at least once per pass. */
 	ASSERT(l.writes_reported >= (uint64_t)pass * PAGES_WRITTEN,
@@ -295,10 +273,8 @@ static void check_completeness(const struct setup *s)
 		  total.waits, total.handovers);
 	print_page_counts("at the end", vm_page_counts(l.vm));
 	vcpu_destroy(w.vcpu);
-	vcpu_destroy(f.vcpu);
 	vm_destroy(l.vm);
 	munmap(l.mem, size);
-	munmap(f.mem, FRESH_SIZE);
 	free(l.bitmap);
 	free(l.sent);
 	free(l.before_get);

@@ -17,8 +17,6 @@
  * either way (the vCPU was not scheduled then): it is run again in a new VM.
  */
 #define _GNU_SOURCE
-#include <signal.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -48,23 +46,6 @@
  */
 #define MAX_WAITS_NOT_HANDED_OVER	3
 
-struct faulter {
-	struct vcpu *vcpu;
-	void *mem;
-	pthread_t thread;
-	atomic_int tid;
-	atomic_uint sweeps;
-};
-
-static void *faulter_thread(void *arg)
-{
-	struct faulter *f = arg;
-
-	atomic_store(&f->tid, gettid());
-	vcpu_fault_forever(f->vcpu, f->mem, FRESH_SIZE, &f->sweeps);
-	return NULL;
-}
-
 /*
  * A VM with 256 MiB mapped with 4K pages under manual-protect, initially-set
  * dirty logging, so that one CLEAR write-protects 65536 mappings in 1024
@@ -82,20 +63,18 @@ static struct clear_trace trace_one_clear(void)
 		.dirty_bitmap = malloc(bitmap_size),
 	};
 	uint64_t start_ns, clear_ns;
+	struct fresh_faulter f;
 	struct clear_trace t;
 	struct page_counts c;
-	struct faulter f = { .tid = 0, .sweeps = 0 };
+	struct vcpu *vcpu;
 
 	/* Host pages present: time KVM's fault path, not page allocation. */
 	memset(logged, 0, LOGGED_SIZE);
-	f.mem = alloc_small_pages(FRESH_SIZE);
-	memset(f.mem, 0, FRESH_SIZE);
-
 	vm_enable_manual_dirty_log(vm, true);
 	vm_set_memslot(vm, FIRST_TEST_SLOT, 0, LOGGED_GPA, LOGGED_SIZE, logged);
-	vm_set_memslot(vm, FRESH_SLOT, 0, FRESH_GPA, FRESH_SIZE, f.mem);
-	f.vcpu = vcpu_create_writer(vm, 0, FRESH_GPA, FRESH_SIZE);
-	vcpu_prefault(f.vcpu, LOGGED_GPA, LOGGED_SIZE);
+	vcpu = vcpu_create(vm, 0);
+	vcpu_prefault(vcpu, LOGGED_GPA, LOGGED_SIZE);
+	vcpu_destroy(vcpu);
 	c = vm_page_counts(vm);
 	ASSERT(c.pages_4k >= LOGGED_SIZE / SZ_4K && !c.pages_2m && !c.pages_1g,
 	       "the logged slot is not mapped with 4K pages: 4k=%llu 2m=%llu",
@@ -105,10 +84,10 @@ static struct clear_trace trace_one_clear(void)
 		       LOGGED_SIZE, logged);
 	memset(clear.dirty_bitmap, 0xff, bitmap_size);
 
-	install_noop_handler(SIGUSR1);
-	pthread_create(&f.thread, NULL, faulter_thread, &f);
+	fresh_faulter_create(&f, vm, 1, FRESH_SLOT, FRESH_GPA, FRESH_SIZE);
+	fresh_faulter_run(&f);
 	/* Until its first write: the vCPU runs. */
-	while (!atomic_load(&f.tid) || !*(volatile uint32_t *)f.mem)
+	while (!*(volatile uint32_t *)f.mem)
 		;
 	clear_trace_start(gettid(), f.tid);
 	clear_trace_mark();
@@ -116,7 +95,7 @@ static struct clear_trace trace_one_clear(void)
 	CHECKED_IOCTL(vm->fd, KVM_CLEAR_DIRTY_LOG, &clear);
 	clear_ns = now_ns() - start_ns;
 	t = clear_trace_stop();
-	vcpu_stop_thread(f.vcpu, f.thread);
+	fresh_faulter_stop(&f);
 
 	ktest_log("CLEAR of %llu pages took %.1f ms; the faulting vCPU began %u waits for mmu_lock during it and got it %u times",
 		  (unsigned long long)(LOGGED_SIZE / SZ_4K), clear_ns / 1e6,
@@ -124,10 +103,8 @@ static struct clear_trace trace_one_clear(void)
 	/* Every word of the bitmap is set: one missing means the function
 	 * is no longer what the CLEAR calls per word. */
 	ASSERT_EQ(t.words, LOGGED_WORDS);
-	vcpu_destroy(f.vcpu);
 	vm_destroy(vm);
 	munmap(logged, LOGGED_SIZE);
-	munmap(f.mem, FRESH_SIZE);
 	free(clear.dirty_bitmap);
 	return t;
 }

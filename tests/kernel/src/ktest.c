@@ -651,6 +651,42 @@ void vcpu_fault_forever(struct vcpu *vcpu, void *mem, size_t size,
 	}
 }
 
+static void *fresh_faulter_thread(void *arg)
+{
+	struct fresh_faulter *f = arg;
+
+	atomic_store(&f->tid, gettid());
+	vcpu_fault_forever(f->vcpu, f->mem, f->size, &f->sweeps);
+	return NULL;
+}
+
+void fresh_faulter_create(struct fresh_faulter *f, struct vm *vm, int vcpu_id,
+			  uint32_t slot, uint64_t gpa, uint64_t size)
+{
+	f->size = size;
+	f->tid = 0;
+	f->sweeps = 0;
+	f->mem = alloc_small_pages(size);
+	memset(f->mem, 0, size);
+	vm_set_memslot(vm, slot, 0, gpa, size, f->mem);
+	f->vcpu = vcpu_create_writer(vm, vcpu_id, gpa, size);
+}
+
+void fresh_faulter_run(struct fresh_faulter *f)
+{
+	install_noop_handler(SIGUSR1);	/* for vcpu_stop_thread() */
+	pthread_create(&f->thread, NULL, fresh_faulter_thread, f);
+	while (!atomic_load(&f->tid))
+		usleep(1000);
+}
+
+void fresh_faulter_stop(struct fresh_faulter *f)
+{
+	vcpu_stop_thread(f->vcpu, f->thread);
+	vcpu_destroy(f->vcpu);
+	munmap(f->mem, f->size);
+}
+
 /* One KVM_SPLIT_HUGE_PAGES call: 0 or -errno, args updated in place. */
 int split_once(int vm_fd, struct kvm_split_huge_pages *args)
 {

@@ -153,6 +153,29 @@ void vcpu_stop_thread(struct vcpu *vcpu, pthread_t thread);
 void vcpu_fault_forever(struct vcpu *vcpu, void *mem, size_t size,
 			atomic_uint *sweeps);
 
+/*
+ * vCPU @vcpu_id running vcpu_fault_forever() over fresh small pages of its
+ * own (memslot @slot at @gpa, present in the host so that its faults time
+ * KVM's fault path, not page allocation) on a thread of its own: a vCPU
+ * that waits for mmu_lock whenever someone holds it for write.
+ */
+struct fresh_faulter {
+	struct vcpu *vcpu;	/* a vcpu_create_writer() over its memory */
+	void *mem;
+	uint64_t size;
+	pthread_t thread;
+	atomic_int tid;		/* its thread's */
+	atomic_uint sweeps;
+};
+
+/* The memory, the memslot and the vCPU. */
+void fresh_faulter_create(struct fresh_faulter *f, struct vm *vm, int vcpu_id,
+			  uint32_t slot, uint64_t gpa, uint64_t size);
+/* Starts its thread; returns once the thread runs. */
+void fresh_faulter_run(struct fresh_faulter *f);
+/* Stops the thread, destroys the vCPU and unmaps the memory. */
+void fresh_faulter_stop(struct fresh_faulter *f);
+
 /* One KVM_SPLIT_HUGE_PAGES call: 0 or -errno, args updated in place. */
 int split_once(int vm_fd, struct kvm_split_huge_pages *args);
 /* A whole range, resumed after -EINTR/-EAGAIN; returns the total nr_split. */
