@@ -11,7 +11,7 @@ COLL_LINK := $(COLL_ROOT)/ansible_collections/presplit/kvm
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: help deps collection-link unit sanity lint integration kernel kernel-packages test demo \
+.PHONY: help deps collection-link unit sanity lint integration kernel kernel-packages e2e test demo \
         lab-up lab-down build clean
 
 help:
@@ -20,6 +20,7 @@ help:
 	@echo "make lab-up / lab-down - the lab alone (LAB_NAME=presplit)"
 	@echo "make kernel-packages - opt-in: kernel_stage packages method end to end on a GRUB VM (~15 min, first ~1 h)"
 	@echo "                       PRESPLIT_PACKAGE_CONFIG=debian: with the Debian-configured kernel (first build: hours)"
+	@echo "make e2e    - opt-in: 2 emulated hypervisors, a nested KVM guest live-migrated between them (tests/e2e)"
 
 deps: $(VENV)/.deps-stamp
 $(VENV)/.deps-stamp: requirements.txt scripts/install-deps.sh
@@ -65,6 +66,13 @@ kernel: deps collection-link
 # boot, verify, rollback).  First run ~1 h (test kernel build), later ~15 min.
 kernel-packages: deps collection-link
 	./tests/kernel/run-packages.sh
+
+# Opt-in, not part of test (first step of the e2e tier): two Debian 12
+# hypervisors under TCG with emulated SVM + NPT, a KVM-accelerated nested
+# guest on THP live-migrated between them by presplit.kvm.live_migrate,
+# every page of its workload verified.  See tests/e2e/README.md.
+e2e: deps collection-link
+	./tests/e2e/run.sh
 
 test: deps
 	./tests/run-all.sh

@@ -9,6 +9,11 @@
 # as a qcow2 base image keyed by its inputs; runs boot copy-on-write
 # overlays of it.  Sourced by run-packages.sh; needs DEB_DIR, KERNEL_ABI,
 # DEB_VERSION (fetch-debian.sh) and GUEST_CPU (../lib/boot.sh).
+#
+# Other tiers build on the same image (tests/e2e/run.sh: libvirt hosts):
+# VM_IMAGE_PACKAGES adds Debian packages (apt-get, no recommends) and
+# VM_IMAGE_SETUP names a shell script run in the image's chroot after them.
+# Both unset (run-packages.sh): the image above.
 
 # The URI of this machine's apt source for Debian bookworm (the suite itself,
 # not -updates or -security): the image is installed from the same mirror.
@@ -23,6 +28,9 @@ image_key() {
 	{
 		cat "${BASH_SOURCE[0]}"
 		echo "$DEB_VERSION"
+		# Nothing more when unset: then the inputs are this file and the kernel.
+		if [ -n "${VM_IMAGE_PACKAGES:-}" ]; then echo "$VM_IMAGE_PACKAGES"; fi
+		if [ -n "${VM_IMAGE_SETUP:-}" ]; then cat "$VM_IMAGE_SETUP"; fi
 	} | sha256sum | cut -c1-16
 }
 
@@ -67,6 +75,7 @@ build_image() {
 		mount --make-rslave "$mnt/$fs"   # so that unmounting stays in the chroot
 	done
 	cp "$DEB_DIR"/linux-image-"$KERNEL_ABI"-unsigned_*.deb "$mnt/tmp/"
+	if [ -n "${VM_IMAGE_SETUP:-}" ]; then cp "$VM_IMAGE_SETUP" "$mnt/tmp/image-setup.sh"; fi
 	echo "presplit-pkg-host" >"$mnt/etc/hostname"
 	echo "LABEL=presplit-root / ext4 errors=remount-ro 0 1" >"$mnt/etc/fstab"
 	cat >"$mnt/etc/systemd/network/50-dhcp.network" <<-'NET'
@@ -95,7 +104,7 @@ build_image() {
 	GRUB
 	# grub-pc is installed without a target here and grub-install'ed at the
 	# first boot (below), which also records /dev/vda for later upgrades.
-	chroot "$mnt" /bin/sh -es <<-'CHROOT' >"$dir/chroot.log" 2>&1 || {
+	chroot "$mnt" /usr/bin/env IMAGE_PACKAGES="${VM_IMAGE_PACKAGES:-}" /bin/sh -es <<-'CHROOT' >"$dir/chroot.log" 2>&1 || {
 	export DEBIAN_FRONTEND=noninteractive PATH=/usr/sbin:/usr/bin:/sbin:/bin
 	systemctl enable systemd-networkd
 	dpkg -i /tmp/linux-image-*.deb
@@ -104,8 +113,11 @@ build_image() {
 	apt-get install -y -q grub-pc
 	sed -i '/^GRUB_TIMEOUT=/d; /^GRUB_CMDLINE_LINUX=/d' /etc/default/grub
 	cat /tmp/grub.defaults >>/etc/default/grub
+	# (unquoted: a list of package names)
+	if [ -n "$IMAGE_PACKAGES" ]; then apt-get install -y -q --no-install-recommends $IMAGE_PACKAGES; fi
+	if [ -f /tmp/image-setup.sh ]; then sh -e /tmp/image-setup.sh; fi
 	apt-get clean
-	rm -f /tmp/*.deb /tmp/grub.defaults
+	rm -f /tmp/*.deb /tmp/grub.defaults /tmp/image-setup.sh
 	CHROOT
 		echo "setting up the image failed: $dir/chroot.log" >&2
 		return 1
