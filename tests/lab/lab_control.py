@@ -149,6 +149,15 @@ def guest_status(lab_name, host, guest, since=None):
     return parse_status(lines[-1]) if lines else None
 
 
+def status_lines(lab_name, host, guest):
+    """Every status line of guest in host's console log, oldest first, as dicts."""
+    try:
+        text = console_log(lab_name, host, guest).read_bytes().decode(errors="replace")
+    except FileNotFoundError:
+        return []
+    return [parse_status(line) for line in text.splitlines() if line.startswith("presplit-guest seq=")]
+
+
 def console_tail(lab_name, host, guest, lines=30):
     try:
         text = console_log(lab_name, host, guest).read_text(errors="replace")
@@ -159,11 +168,18 @@ def console_tail(lab_name, host, guest, lines=30):
 
 def wait_status(lab_name, host, guest, min_seq, timeout=120.0, since=None):
     """Wait until guest's status on host reaches seq >= min_seq; return it (or the last seen)."""
+    return wait_status_until(lab_name, host, guest, lambda status: status.get("seq", 0) >= min_seq,
+                             timeout=timeout, since=since)
+
+
+def wait_status_until(lab_name, host, guest, condition, timeout=120.0, since=None):
+    """Wait until guest's status on host satisfies condition(status); return it (or the last
+    seen). timeout is a hang guard: the guest prints a line a second."""
     deadline = time.monotonic() + timeout
     status = None
     while time.monotonic() < deadline:
         status = guest_status(lab_name, host, guest, since=since)
-        if status and status.get("seq", 0) >= min_seq:
+        if status and condition(status):
             return status
         time.sleep(0.5)
     return status

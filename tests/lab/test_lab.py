@@ -104,7 +104,11 @@ def test_ansible_reaches_every_host(lab, connection):
 def test_guest_is_alive_and_verifies_memory(lab):
     first = lab_control.wait_status(lab, "h1", "g1", min_seq=2)
     assert first is not None, lab_control.console_tail(lab, "h1", "g1")
-    later = lab_control.wait_status(lab, "h1", "g1", min_seq=first["seq"] + 2, timeout=30)
+    # Polled until the guest has verified another whole pass and dirtied more: how much it
+    # gets done in a second depends on the CPU it gets, so nothing is counted per second.
+    later = lab_control.wait_status_until(
+        lab, "h1", "g1", lambda status: status["seq"] >= first["seq"] + 2 and status["passes"] > first["passes"]
+        and status["dirtied_mib"] > first["dirtied_mib"], timeout=300)
     assert later["seq"] >= first["seq"] + 2
     assert later["passes"] > first["passes"]
     assert later["dirtied_mib"] > first["dirtied_mib"]
@@ -176,7 +180,8 @@ def test_down_leaves_nothing_and_is_idempotent(lab):
     assert lab_netns(lab) == []
     assert lab_mounts(lab) == []
     assert not lab_control.state_dir(lab).exists()
-    deadline = time.monotonic() + 5
+    # A hang guard: processes killed by lab_down are normally gone at once.
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in started):
         time.sleep(0.2)
     assert [p for p in started if os.path.exists(f"/proc/{p}")] == []

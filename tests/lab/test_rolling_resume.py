@@ -116,7 +116,8 @@ def test_rerun_after_a_controller_crash_finishes_the_host(lab, tmp_path):
     controller = subprocess.Popen(rolling_command(blocking), cwd=lab_control.REPO, env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                   start_new_session=True)
-    deadline = time.monotonic() + 300
+    # A hang guard, as long as the rerun's: getting there takes a preflight and two migrations.
+    deadline = time.monotonic() + 900
     while read_state().get("phase") != "maintenance":
         assert controller.poll() is None, "the run ended before its step:\n" + controller.stdout.read()[-4000:]
         assert time.monotonic() < deadline, "h1 never reached its maintenance step"

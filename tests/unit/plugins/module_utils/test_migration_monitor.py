@@ -4,6 +4,10 @@ A real migration job needs two libvirt daemons with QEMU (the lab; see the molec
 scenarios).  Here the domain is a stand-in (FakeMigratingDomain) that answers jobStats()
 like libvirt's qemu driver while a "migration" callable runs in the monitor's real worker
 thread, so the threading, schedule and actions are exercised for real.
+
+No assertion counts on the worker being slow or fast: a migration ends when the domain
+has been polled a given number of times (or stopped by an action), and the test that
+checks the elapsed time gives the monitor a clock that advances per poll.
 """
 
 import threading
@@ -25,16 +29,32 @@ def libvirt_error(message):
 class FakeMigratingDomain:
     """Stand-in for a virDomain with a migration job (cannot run without QEMU hosts)."""
 
-    def __init__(self, fail_polls=0, setup_polls=0, postcopy_refusals=0):
+    def __init__(self, fail_polls=0, setup_polls=0, postcopy_refusals=0, finish_after=None):
         self.calls = []
         self.setup_polls = setup_polls
         self.postcopy_refusals = postcopy_refusals
         self.polls = 0
         self.fail_polls = fail_polls
+        self.finish_after = finish_after
+        self.stopped_at_poll = None
+        self.now = 0.0
         self.stop = threading.Event()
+
+    def clock(self):
+        """A monitor clock that advances 0.1 s per poll until the migration is stopped."""
+        return self.now
+
+    def _stop(self):
+        if self.stopped_at_poll is None:
+            self.stopped_at_poll = self.polls
+        self.stop.set()
 
     def jobStats(self):
         self.polls += 1
+        if not self.stop.is_set():
+            self.now += 0.1
+        if self.finish_after is not None and self.polls >= self.finish_after:
+            self._stop()
         if self.polls <= self.fail_polls:
             raise libvirt_error("domain not found")
         # While libvirt still connects to the destination, no memory is flowing yet.
@@ -48,21 +68,22 @@ class FakeMigratingDomain:
 
     def abortJob(self):
         self.calls.append(("abort",))
-        self.stop.set()
+        self._stop()
 
     def suspend(self):
         self.calls.append(("suspend",))
-        self.stop.set()
+        self._stop()
 
     def migrateStartPostCopy(self, flags):
         if self.postcopy_refusals:
             self.postcopy_refusals -= 1
             raise libvirt_error("Enable postcopy with migrate_set_capability before the start of migration")
         self.calls.append(("postcopy",))
-        self.stop.set()
+        self._stop()
 
 
-def migration_until_stopped(domain, error_after_stop=None, limit=5.0):
+def migration_until_stopped(domain, error_after_stop=None, limit=60.0):
+    """The migration call: runs until the domain is stopped; limit is only a hang guard."""
     def call():
         if not domain.stop.wait(limit):
             raise AssertionError("nothing stopped the migration")
@@ -72,23 +93,28 @@ def migration_until_stopped(domain, error_after_stop=None, limit=5.0):
 
 
 def test_success_applies_due_downtime_steps_only():
-    domain = FakeMigratingDomain()
+    # The migration ends at the 5th poll and the clock moves 0.1 s per poll: the steps at
+    # 0 and 0.05 s are due at the first two polls, the one at 60 s never.
+    domain = FakeMigratingDomain(finish_after=5)
     schedule = [(0.0, 10), (0.05, 20), (60.0, 30)]
-    monitor = mm.MigrationMonitor(domain, lambda: time.sleep(0.4), libvirt, 0.02, schedule, None, "abort")
+    monitor = mm.MigrationMonitor(domain, migration_until_stopped(domain), libvirt, 0.02, schedule, None, "abort",
+                                  clock=domain.clock)
     outcome = monitor.run()
     assert outcome.error is None and not outcome.timed_out
     assert domain.calls == [("downtime", 10), ("downtime", 20)]
     assert [a["value"] for a in outcome.actions] == [10, 20]
     assert len(outcome.samples) >= 5
     assert "other" not in outcome.samples[0] and outcome.samples[0]["memory_iteration"] == 1
-    assert 0.35 < outcome.elapsed_s < 2.0
+    assert outcome.elapsed_s == pytest.approx(0.5)
 
 
 def test_end_of_migration_is_seen_without_waiting_a_poll_interval():
-    monitor = mm.MigrationMonitor(FakeMigratingDomain(), lambda: time.sleep(0.1), libvirt, 5.0, [], None, "abort")
+    # Waiting for the next poll would take the whole 60 s interval; seeing the end of this
+    # 0.1 s call at once stays far below half of it on however slow a machine.
+    monitor = mm.MigrationMonitor(FakeMigratingDomain(), lambda: time.sleep(0.1), libvirt, 60.0, [], None, "abort")
     started = time.monotonic()
     monitor.run()
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 30.0
 
 
 def test_timeout_abort_reports_error_and_action():
@@ -122,7 +148,8 @@ def test_abort_does_not_wait_for_memory_to_flow():
     domain = FakeMigratingDomain(setup_polls=1000)
     call = migration_until_stopped(domain, "operation aborted")
     outcome = mm.MigrationMonitor(domain, call, libvirt, 0.02, [], 0.0, "abort").run()
-    assert domain.calls == [("abort",)] and domain.polls == 1
+    # Aborted at the first poll (later polls may come before the worker returns).
+    assert domain.calls == [("abort",)] and domain.stopped_at_poll == 1
     assert outcome.error == "operation aborted"
 
 
@@ -135,18 +162,22 @@ def test_refused_postcopy_is_retried_and_reported_once():
 
 
 def test_poll_errors_are_tolerated():
-    domain = FakeMigratingDomain(fail_polls=3)
-    outcome = mm.MigrationMonitor(domain, lambda: time.sleep(0.3), libvirt, 0.02, [], None, "abort").run()
+    domain = FakeMigratingDomain(fail_polls=3, finish_after=5)
+    outcome = mm.MigrationMonitor(domain, migration_until_stopped(domain), libvirt, 0.02, [], None, "abort").run()
     assert outcome.error is None
-    assert domain.polls > 3 and len(outcome.samples) == domain.polls - 3
+    assert domain.polls >= 5 and len(outcome.samples) == domain.polls - 3
 
 
 def test_inactive_job_is_not_sampled_nor_stepped():
     class IdleDomain(FakeMigratingDomain):
         def jobStats(self):
+            super(IdleDomain, self).jobStats()
             return {"type": libvirt.VIR_DOMAIN_JOB_NONE}
-    domain = IdleDomain()
-    outcome = mm.MigrationMonitor(domain, lambda: time.sleep(0.2), libvirt, 0.02, [(0.0, 10)], 0.01, "abort").run()
+    # Three polls at least, all past the 0.01 s deadline (each waits 0.02 s first).
+    domain = IdleDomain(finish_after=3)
+    outcome = mm.MigrationMonitor(domain, migration_until_stopped(domain), libvirt, 0.02, [(0.0, 10)], 0.01,
+                                  "abort").run()
+    assert domain.polls >= 3
     assert outcome.samples == [] and domain.calls == [] and not outcome.timed_out
 
 
