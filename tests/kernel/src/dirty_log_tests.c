@@ -41,8 +41,8 @@
  * A wait that began just before the CLEAR's last check for waiters may
  * become visible to the CLEAR only after it (the vCPU's trace event comes a
  * few instructions before it queues on the lock), so one CLEAR with a wait
- * and no hand-over can happen with a yielding CLEAR; three cannot, short of
- * a CLEAR that does not yield.
+ * and no hand-over can happen with a yielding CLEAR; three are not expected
+ * from one (none was seen here).
  */
 #define MAX_WAITS_NOT_HANDED_OVER	3
 
