@@ -430,28 +430,6 @@ out:
 	free(bitmap);
 }
 
-#define EAGER_SPLIT_PARAM	"/sys/module/kvm/parameters/eager_page_split"
-
-static bool read_eager_split(void)
-{
-	char value = 0;
-	int fd = open(EAGER_SPLIT_PARAM, O_RDONLY);
-
-	ASSERT(fd >= 0 && read(fd, &value, 1) == 1, EAGER_SPLIT_PARAM ": %m");
-	close(fd);
-	return value == 'Y';
-}
-
-static bool set_eager_split(bool on)
-{
-	int fd = open(EAGER_SPLIT_PARAM, O_WRONLY);
-	bool done = fd >= 0 && write(fd, on ? "Y" : "N", 1) == 1;
-
-	if (fd >= 0)
-		close(fd);
-	return done;
-}
-
 static bool eager_split_was;
 
 /* At exit, failed assertions included: the host's settings as found. */

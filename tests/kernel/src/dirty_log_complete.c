@@ -28,10 +28,8 @@
  * pre-split check the test itself.
  */
 #define _GNU_SOURCE
-#include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -168,16 +166,6 @@ static bool has_presplit(struct vm *vm)
 	return ioctl(vm->fd, KVM_CHECK_EXTENSION, KVM_CAP_SPLIT_HUGE_PAGES) > 0;
 }
 
-#define EAGER_SPLIT_PARAM	"/sys/module/kvm/parameters/eager_page_split"
-
-static void set_eager_split(bool on)
-{
-	FILE *f = fopen(EAGER_SPLIT_PARAM, "w");
-
-	ASSERT(f && fputs(on ? "Y" : "N", f) >= 0 && fclose(f) == 0,
-	       EAGER_SPLIT_PARAM ": %m");
-}
-
 static void *alloc_backing(enum backing backing, uint64_t size)
 {
 	switch (backing) {
@@ -208,7 +196,7 @@ static void check_completeness(const struct setup *s)
 	int pass;
 
 	ASSERT(patched || !s->presplit, "a pre-split needs the series' modules");
-	set_eager_split(s->eager_split);
+	ASSERT(set_eager_split(s->eager_split), EAGER_SPLIT_PARAM ": %m");
 	l.mem = alloc_backing(s->backing, size);
 	vm_enable_manual_dirty_log(l.vm, true);
 	vm_set_memslot(l.vm, FIRST_TEST_SLOT, 0, LOGGED_GPA, size, l.mem);
@@ -315,16 +303,12 @@ static const struct ktest_case cases[] = {
 
 int main(int argc, char **argv)
 {
-	int eager_fd = open(EAGER_SPLIT_PARAM, O_RDONLY);
-	char eager_was = 'Y';
+	/* Each case sets eager_page_split; the host gets its own back. */
+	bool eager_was = read_eager_split();
 	int r;
 
-	/* Each case sets eager_page_split; the host gets its own back. */
-	ASSERT(eager_fd >= 0 && read(eager_fd, &eager_was, 1) == 1,
-	       EAGER_SPLIT_PARAM ": %m");
-	close(eager_fd);
 	r = ktest_main("dirty_log_complete", cases,
 		       sizeof(cases) / sizeof(cases[0]), argc, argv);
-	set_eager_split(eager_was == 'Y');
+	ASSERT(set_eager_split(eager_was), EAGER_SPLIT_PARAM ": %m");
 	return r;
 }

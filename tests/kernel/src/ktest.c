@@ -466,6 +466,28 @@ void run_as_foreign_process(struct vm *vm, void (*fn)(int foreign_vm_fd))
 	       "foreign process failed (status 0x%x)", status);
 }
 
+/* ---- kvm.eager_page_split ------------------------------------------------- */
+
+bool read_eager_split(void)
+{
+	char value = 0;
+	int fd = open(EAGER_SPLIT_PARAM, O_RDONLY);
+
+	ASSERT(fd >= 0 && read(fd, &value, 1) == 1, EAGER_SPLIT_PARAM ": %m");
+	close(fd);
+	return value == 'Y';
+}
+
+bool set_eager_split(bool on)
+{
+	int fd = open(EAGER_SPLIT_PARAM, O_WRONLY);
+	bool done = fd >= 0 && write(fd, on ? "Y" : "N", 1) == 1;
+
+	if (fd >= 0)
+		close(fd);
+	return done;
+}
+
 /* ---- tracefs -------------------------------------------------------------- */
 
 bool tracefs_mount(void)

@@ -191,6 +191,13 @@ uint64_t split_range(int vm_fd, uint64_t gpa, uint64_t size, uint32_t level,
  */
 void run_as_foreign_process(struct vm *vm, void (*fn)(int foreign_vm_fd));
 
+/* ---- kvm.eager_page_split (host-wide; root) ------------------------------ */
+
+#define EAGER_SPLIT_PARAM	"/sys/module/kvm/parameters/eager_page_split"
+
+bool read_eager_split(void);		/* asserts it can be read */
+bool set_eager_split(bool on);		/* false with errno set if not */
+
 /* ---- tracefs -------------------------------------------------------------- */
 
 #define TRACEFS		"/sys/kernel/tracing"
