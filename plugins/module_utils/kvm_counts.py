@@ -17,7 +17,7 @@ import json
 import os
 
 from .kvm_ioctl import get_stats_fd
-from .kvm_stats import MAPPING_STATS, StatsFormatError, mapping_counts_from_stats_fd
+from .kvm_stats import MAPPING_STATS, StatsFormatError, held_pages_from_stats_fd, mapping_counts_from_stats_fd
 
 __metaclass__ = type
 
@@ -40,6 +40,21 @@ def counts_from_stats_fd(vm_fd):
         return mapping_counts_from_stats_fd(stats_fd)
     finally:
         os.close(stats_fd)
+
+
+def held_pages(vm_fd):
+    """What the kernel holds of the VM, in 4 KiB pages: {'pages': int or None, 'error': str or None}.
+    None without an error: the kernel does not count held pages (an older series)."""
+    try:
+        stats_fd = get_stats_fd(vm_fd)
+        try:
+            return {"pages": held_pages_from_stats_fd(stats_fd), "error": None}
+        finally:
+            os.close(stats_fd)
+    except OSError as exc:
+        return {"pages": None, "error": _explain_oserror(exc)}
+    except StatsFormatError as exc:
+        return {"pages": None, "error": str(exc)}
 
 
 def counts_from_debugfs(qemu_pid, qemu_vm_fd, root=DEBUGFS_KVM):

@@ -3,12 +3,12 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Record of the holds this helper placed, so repeated runs can be idempotent.
 
-The kernel offers no way to read a hold back, so each HOLD is recorded in
-``/run/presplit-kvm/holds/<uuid>.json`` (tmpfs: gone after a reboot, like the holds),
-keyed to the QEMU process (pid + starttime): a record for another QEMU process of the
-same domain (restarted, migrated back) is stale and ignored. The kernel also drops a
-hold when dirty logging is switched off; the record cannot see that, which is why
-callers compare it with the live mapping counts before trusting it.
+The kernel counts what a VM holds (the ``pages_held`` statistic) but not what range at
+which level, so each HOLD is recorded in ``/run/presplit-kvm/holds/<uuid>.json`` (tmpfs:
+gone after a reboot, like the holds), keyed to the QEMU process (pid + starttime): a
+record for another QEMU process of the same domain (restarted, migrated back) is stale
+and ignored. The kernel also drops a hold when dirty logging is switched off, which the
+record cannot see: ``compare_with_kernel`` sets the two side by side.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -20,6 +20,44 @@ import time
 __metaclass__ = type
 
 DEFAULT_STATE_DIR = "/run/presplit-kvm/holds"
+
+
+def compare_with_kernel(record, kernel, now=None):
+    """This helper's record of one VM's hold against the kernel's count of held pages
+    (``kernel``: {'pages': int or None, 'error': str or None}, see kvm_counts.held_pages).
+
+    status:
+      none          no record, and the kernel holds nothing
+      held          recorded, and the kernel holds pages (``held_seconds`` since the hold)
+      stale-record  recorded, but the kernel holds nothing: dirty logging was switched off
+                    (its migration failed or was cancelled) or something else released it
+      unrecorded    the kernel holds pages this helper has no record of: a hold that
+                    outlived the run that took it, or another tool's
+      unknown       the kernel does not count held pages (a series before 2026-12), or
+                    its statistics could not be read
+    """
+    pages = kernel["pages"]
+    check = {"kernel_pages": pages, "recorded": record is not None, "held_seconds": None}
+    if pages is None:
+        check.update(status="unknown", message=kernel["error"] or "the kernel does not count held pages")
+    elif record is not None and pages:
+        since = record.get("since")
+        if isinstance(since, (int, float)):
+            check["held_seconds"] = round(max(0.0, (time.time() if now is None else now) - since), 1)
+        check.update(status="held", message="%d pages held" % pages)
+    elif record is not None:
+        check.update(status="stale-record",
+                     message="recorded, but the kernel holds nothing: dirty logging was switched off "
+                             "(a migration failed or was cancelled) or something else released it; "
+                             "a release clears the record")
+    elif pages:
+        check.update(status="unrecorded",
+                     message="the kernel holds %d pages that this helper did not record: a hold that "
+                             "outlived the run that took it, or another tool's; release --force drops it"
+                             % pages)
+    else:
+        check.update(status="none", message="nothing held")
+    return check
 
 
 class HoldState:

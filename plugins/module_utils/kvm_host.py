@@ -62,6 +62,26 @@ def thp_shmem_mode(sys_root="/sys"):
     return _selected(os.path.join(sys_root, "kernel/mm/transparent_hugepage/shmem_enabled"))
 
 
+def preempt_model(sys_root="/sys", kernel_version=None):
+    """The kernel's preemption model: none, voluntary, full, lazy or rt; None when unknown.
+
+    It decides whether the series' KVM_CLEAR_DIRTY_LOG gives mmu_lock up to a waiting
+    vCPU (only on a preemptible kernel, as the kernel's rwlock_needbreak() rule says).
+    PREEMPT_DYNAMIC kernels (Debian's) name the current model in debugfs, e.g.
+    'none voluntary (full)'; a kernel built with one model names a preemptible one in its
+    version string ('#1 SMP PREEMPT ...', '... PREEMPT_RT ...').
+    """
+    match = re.search(r"\(([\w-]+)\)", _read(os.path.join(sys_root, "kernel/debug/sched/preempt")) or "")
+    if match:
+        return match.group(1)
+    version = " %s " % (platform.version() if kernel_version is None else kernel_version)
+    if " PREEMPT_RT " in version:
+        return "rt"
+    if " PREEMPT " in version:
+        return "full"
+    return None
+
+
 def hugetlb_page_counts(sys_root="/sys"):
     """{page KiB: {'total', 'free', 'reserved'}} for every hugetlb page size."""
     base = os.path.join(sys_root, "kernel/mm/hugepages")
@@ -136,6 +156,7 @@ def host_facts(sys_root="/sys", device=KVM_DEVICE):
     caps = kvm_capabilities(device)
     mode, reason = decide_mode(caps, tdp_mmu, tdp_enabled, eager)
     split_cap = caps.get("split_huge_pages", 0)
+    preempt = preempt_model(sys_root)
     return {
         "kernel_release": platform.release(),
         "kvm_vendor_modules": vendors,
@@ -148,6 +169,10 @@ def host_facts(sys_root="/sys", device=KVM_DEVICE):
         "hugetlb_pools": hugetlb_pools(sys_root),
         "mode": mode,
         "mode_reason": reason,
+        "preempt_model": preempt,
+        # Unknown (None) when the model is.
+        "clear_yields_to_vcpus": (mode == MODE_PATCHED and preempt in ("full", "lazy", "rt")
+                                  if preempt is not None else None),
     }
 
 

@@ -104,8 +104,8 @@ def render_status(facts):
     vendors = ",".join(facts["kvm_vendor_modules"]) or "absent"
     lines = ["host: kernel %s, KVM %s, mode %s" % (facts["kernel_release"], vendors, facts["mode"]),
              "  reason: %s" % facts["mode_reason"],
-             "  tdp_mmu=%s eager_page_split=%s THP=%s hugetlb=%s" % (
-                 facts["tdp_mmu"], facts["eager_page_split"], facts["thp_mode"],
+             "  tdp_mmu=%s eager_page_split=%s preempt=%s THP=%s hugetlb=%s" % (
+                 facts["tdp_mmu"], facts["eager_page_split"], facts["preempt_model"] or "unknown", facts["thp_mode"],
                  ", ".join("%s:%d/%d" % (size, pool["free"], pool["total"])
                            for size, pool in sorted(facts["hugetlb_pools"].items())) or "-"),
              "  domains from %s%s" % (facts["inventory_source"],
@@ -120,6 +120,9 @@ def render_status(facts):
     for dom in facts["domains"]:
         for attempt in dom["counts_attempts"]:
             lines.append("  %s: %s failed: %s" % (dom["name"], attempt["source"], attempt["error"]))
+        check = dom.get("hold_check")
+        if check and check["status"] in ("stale-record", "unrecorded"):
+            lines.append("  %s: hold %s: %s" % (dom["name"], check["status"], check["message"]))
     return "\n".join(lines)
 
 
@@ -141,7 +144,9 @@ def render_result(command, result):
     if result.get("accelerator") == "tcg":
         return "%s: not KVM-accelerated (TCG), holds nothing" % result["domain"]
     if not result["changed"]:
-        return "%s: no hold recorded, nothing released (use --force to release anyway)" % result["domain"]
+        held = result.get("kernel_held_pages")
+        return "%s: no hold recorded, nothing released (%suse --force to release anyway)" % (
+            result["domain"], "the kernel holds %d pages; " % held if held else "")
     return "%s: %s hold" % (result["domain"], "would release" if result["dry_run"] else "released")
 
 

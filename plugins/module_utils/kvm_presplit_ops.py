@@ -12,10 +12,10 @@ from __future__ import absolute_import, division, print_function
 import fcntl
 import time
 
-from .kvm_counts import huge_mappings, read_mapping_counts
+from .kvm_counts import held_pages, huge_mappings, read_mapping_counts
 from .kvm_domain import DEFAULT_RUN_DIR, DEFAULT_URI, DomainInventory, require_running
 from .kvm_errors import InvalidArgument, NotKvmAccelerated, PresplitError, Unsupported
-from .kvm_hold_state import DEFAULT_STATE_DIR, HoldState
+from .kvm_hold_state import DEFAULT_STATE_DIR, HoldState, compare_with_kernel
 from .kvm_host import host_facts, kvm_capabilities, thp_mode, virt_versions
 from .kvm_process import take_vm_fd
 from .kvm_split import DEFAULT_CHUNK, SplitDriver, guest_range, passes_for, validate_chunk, validate_rate
@@ -76,7 +76,7 @@ class PresplitHost:
                  else info.virt_type,
                  "memory_bytes": info.memory_bytes, "memory_backing": memory_backing(info, thp),
                  "hugepage_sizes": info.hugepage_sizes, "counts": None, "counts_source": None,
-                 "counts_attempts": [], "hold": None, "error": None}
+                 "counts_attempts": [], "hold": None, "hold_check": None, "error": None}
         if not info.active:
             entry["status"] = "not running"
             return entry
@@ -90,6 +90,7 @@ class PresplitHost:
             with take_vm_fd(info.pid, info.uuid) as handle:
                 entry.update(self._counts(handle, info))
                 entry["hold"] = self.holds.get(handle.identity)
+                entry["hold_check"] = compare_with_kernel(entry["hold"], held_pages(handle.vm_fd))
             entry["status"] = "ok"
         except NotKvmAccelerated as exc:
             entry.update(status="not KVM-accelerated", accelerator="tcg", error=exc.as_dict())
@@ -154,6 +155,7 @@ class PresplitHost:
             after = self._counts(handle, info)
             result["after"] = after["counts"]
             result["huge_mappings_left"] = huge_mappings(after["counts"], target)
+            result["kernel_held_pages"] = held_pages(handle.vm_fd)["pages"]
         return result
 
     def release(self, ident, force=False, dry_run=False):
@@ -168,7 +170,8 @@ class PresplitHost:
         with take_vm_fd(info.pid, info.uuid) as handle:
             record = self.holds.get(handle.identity)
             result = {"domain": info.name, "uuid": info.uuid, "pid": info.pid, "hold_record": record,
-                      "changed": record is not None or force, "dry_run": dry_run}
+                      "changed": record is not None or force, "dry_run": dry_run,
+                      "kernel_held_pages": held_pages(handle.vm_fd)["pages"]}
             if not result["changed"] or dry_run:
                 return result
             split_cap = self.split_capability()
@@ -179,6 +182,7 @@ class PresplitHost:
             driver = SplitDriver(handle.vm_fd, keep_going=handle.owner_alive, ioctl=self.split_ioctl)
             result["passes"] = [driver.release(gpa, size)]
             self.holds.drop(handle.identity)
+            result["kernel_held_pages"] = held_pages(handle.vm_fd)["pages"]
         return result
 
     def _unsupported_reason(self, split_cap, level):

@@ -6,8 +6,8 @@
 As in the seed thread, a split to 4K runs as two passes, 1G->2M then 2M->4K, so the
 first pass frees the 1G mappings' cost early and each pass's chunks stay short. HOLD
 is only set on the last pass, at the final level: a hold at 2M from the first pass
-would be replaced straight away. Each chunk is one ioctl that the kernel may cut short
-with -EINTR/-EAGAIN, having advanced ``gpa``/``size`` in the struct; the driver
+would be replaced straight away. Each chunk is one ioctl that the kernel cuts short with
+-EINTR when a signal is pending, having advanced ``gpa``/``size`` in the struct; the driver
 re-issues the same struct until ``size`` is 0. Between chunks it reports progress,
 sleeps to honour the rate limit (GiB of guest address space per second), and asks
 ``keep_going`` whether QEMU is still alive.
@@ -31,7 +31,7 @@ DEFAULT_CHUNK = HUGE_1G           # the kernel itself works in <= 1 GiB chunks
 MAX_CHUNK = 64 * HUGE_1G
 MAX_RATE_GIB_S = 4096.0           # beyond this a "limit" is a typo, not a limit
 LOW_MEMORY_TOP = 4 * HUGE_1G      # x86: RAM above the PCI hole starts at 4 GiB
-RESUME_ERRNOS = (errno.EINTR, errno.EAGAIN)
+RESUME_ERRNOS = (errno.EINTR,)
 MAX_STALLED_RESUMES = 1000       # -EINTR without progress this often: something is wrong
 
 

@@ -26,6 +26,8 @@ STATS_UNIT_NAMES = {0x00: "none", 0x10: "bytes", 0x20: "seconds", 0x30: "cycles"
 
 # Mapping-count stats (x86: kvm_vm_stat.pages[] -> pages_4k, pages_2m, pages_1g).
 MAPPING_STATS = ("pages_4k", "pages_2m", "pages_1g")
+# 4 KiB pages that KVM_SPLIT_HUGE_PAGES holds keep small (the series since 2026-12).
+HELD_STAT = "pages_held"
 
 
 class StatsFormatError(ValueError):
@@ -98,3 +100,8 @@ class StatsFd:
 def mapping_counts_from_stats_fd(stats_fd):
     """pages_4k/2m/1g from a VM stats fd; absent names are left out (e.g. non-x86)."""
     return StatsFd(stats_fd).read(MAPPING_STATS)
+
+
+def held_pages_from_stats_fd(stats_fd):
+    """The kernel's count of held 4 KiB pages, or None when it does not count them."""
+    return StatsFd(stats_fd).read((HELD_STAT,)).get(HELD_STAT)

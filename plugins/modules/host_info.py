@@ -112,6 +112,19 @@ host:
       description: V(patched), V(eager-split-only) or V(none).
       type: str
       sample: none
+    preempt_model:
+      description:
+        - The kernel's preemption model (V(none), V(voluntary), V(full), V(lazy), V(rt)), null when
+          it cannot be read (a C(PREEMPT_DYNAMIC) kernel without debugfs mounted).
+      type: str
+      sample: voluntary
+    clear_yields_to_vcpus:
+      description:
+        - Whether the patched C(KVM_CLEAR_DIRTY_LOG) gives C(mmu_lock) up to vCPUs that wait for it
+          during a migration. Only on a patched host with a preemptible kernel (boot with
+          C(preempt=full), or switch a C(PREEMPT_DYNAMIC) kernel with
+          C(echo full > /sys/kernel/debug/sched/preempt)). Null when the model is unknown.
+      type: bool
     mode_reason:
       description: Why the host is in that mode.
       type: str
@@ -173,6 +186,16 @@ domains:
       elements: dict
     hold:
       description: The hold this helper placed on the current QEMU process, or null.
+      type: dict
+    hold_check:
+      description:
+        - The hold record set against the kernel's own count of held pages (the VM statistic
+          C(pages_held)); null when the domain could not be read.
+        - C(status) is C(none), C(held), C(stale-record) (recorded, but the kernel holds
+          nothing, e.g. after a failed migration switched dirty logging off), C(unrecorded)
+          (the kernel holds pages with no record, a hold that outlived the run that took it)
+          or C(unknown) (a kernel that does not count held pages); also C(kernel_pages),
+          C(recorded), C(held_seconds) and C(message).
       type: dict
     status:
       description: C(ok), C(not running), C(not KVM-accelerated) or C(error).

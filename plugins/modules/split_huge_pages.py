@@ -175,7 +175,7 @@ domains:
     passes:
       description:
         - One record per pass with C(pass) (C(1g->2m), C(2m->4k), C(release)), C(nr_split),
-          C(resumes) (ioctl restarts after -EINTR/-EAGAIN) and C(seconds).
+          C(resumes) (ioctl restarts after -EINTR) and C(seconds).
       type: list
       elements: dict
       returned: when ioctls ran
@@ -194,6 +194,12 @@ domains:
     hold_record:
       description: The recorded hold (level, range, QEMU pid and start time), null when none.
       type: dict
+    kernel_held_pages:
+      description:
+        - 4 KiB pages the kernel holds for the VM afterwards (its C(pages_held) statistic); null
+          when the kernel does not count them.
+      type: int
+      returned: when a split ran, and with O(state=released) on a KVM-accelerated domain
     error:
       description: C(code) and C(message) when the domain could not be handled here.
       type: dict

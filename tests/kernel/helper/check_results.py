@@ -76,13 +76,31 @@ def check_cli_split(rec):
 def check_cli_status(rec, held):
     dom = domain_row(rec["out"])
     counts = dom.get("counts") or {}
+    check = dom.get("hold_check") or {}
     if held:
-        passed = bool(dom.get("hold")) and dom["hold"].get("target_level") == 1 and huge_gone(counts)
+        passed = (bool(dom.get("hold")) and dom["hold"].get("target_level") == 1 and huge_gone(counts)
+                  and check.get("status") == "held" and (check.get("kernel_pages") or 0) > 0)
     else:
-        passed = not dom.get("hold") and counts.get("pages_2m", 0) > 0
+        passed = not dom.get("hold") and counts.get("pages_2m", 0) > 0 and check.get("status") == "none"
     passed = passed and rec["exit"] == 0 and dom.get("accelerator") == "kvm" and dom.get("counts_source") == "stats-fd"
-    return passed, "exit %s, %s %s %s hold=%s" % (
-        rec["exit"], dom.get("accelerator"), dom.get("counts_source"), counts, dom.get("hold"))
+    return passed, "exit %s, %s %s %s hold=%s hold_check=%s" % (
+        rec["exit"], dom.get("accelerator"), dom.get("counts_source"), counts, dom.get("hold"), check)
+
+
+def check_hold_check(rec, status):
+    """The record against the kernel's own count: 'none' once released, 'unrecorded' for a
+    hold the kernel has and the helper lost the record of."""
+    check = domain_row(rec["out"]).get("hold_check") or {}
+    pages = check.get("kernel_pages")
+    passed = rec["exit"] == 0 and check.get("status") == status and (pages == 0 if status == "none" else pages > 0)
+    return passed, "exit %s hold_check=%s" % (rec["exit"], check)
+
+
+def check_release_force(rec):
+    res = first_result(rec["out"])
+    passed = rec["exit"] == 0 and res.get("changed") is True and res.get("kernel_held_pages") == 0
+    return passed, "exit %s changed=%s kernel_held_pages=%s" % (
+        rec["exit"], res.get("changed"), res.get("kernel_held_pages"))
 
 
 def check_exit(rec, status, changed=None):
@@ -134,6 +152,9 @@ CHECKS = [
     ("cli/status-shows-hold", "cli/status-held", lambda rec: check_cli_status(rec, held=True)),
     ("cli/release", "cli/release", lambda rec: check_exit(rec, 0, changed=True)),
     ("cli/release-again-unchanged", "cli/release-again", lambda rec: check_exit(rec, 0, changed=False)),
+    ("cli/kernel-holds-nothing-after-release", "cli/status-released", lambda rec: check_hold_check(rec, "none")),
+    ("cli/unrecorded-hold-reported", "cli/status-unrecorded", lambda rec: check_hold_check(rec, "unrecorded")),
+    ("cli/release-force-drops-unrecorded-hold", "cli/release-force", check_release_force),
     ("cli/bad-rate-exit-2", "cli/bad-rate", lambda rec: check_exit(rec, EXIT_INVALID_ARGUMENT)),
     ("cli/qemu-gone-exit-7", "cli/qemu-gone", lambda rec: check_exit(rec, EXIT_PROCESS_MISMATCH)),
 ]

@@ -25,7 +25,9 @@ TCG_THREADS=${KTEST_TCG_THREADS:-single}
 
 # boot_guest VMLINUZ INITRD LOG_DIR
 # (panic=-1 reboot=t: a panicking guest triple-faults at once, and
-# -no-reboot turns that into QEMU exiting.)
+# -no-reboot turns that into QEMU exiting.  preempt=full: the series' CLEAR,
+# like the TDP MMU's own walks, gives a contended mmu_lock up only on a
+# preemptible kernel, and Debian's boots with voluntary preemption.)
 boot_guest() {
 	local kernel=$1 initrd=$2 logs=$3
 	mkdir -p "$logs"
@@ -36,5 +38,5 @@ boot_guest() {
 		-nographic -no-reboot -monitor none \
 		-serial "file:$logs/console.log" -serial "file:$logs/results.log" \
 		-kernel "$kernel" -initrd "$initrd" \
-		-append "console=ttyS0 panic=-1 reboot=t hugepagesz=1G hugepages=1 hugepagesz=2M hugepages=160 transparent_hugepage=always"
+		-append "console=ttyS0 panic=-1 reboot=t hugepagesz=1G hugepages=1 hugepagesz=2M hugepages=160 transparent_hugepage=always preempt=full"
 }

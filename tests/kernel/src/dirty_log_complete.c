@@ -196,6 +196,8 @@ static void check_completeness(const struct setup *s)
 	int pass;
 
 	ASSERT(patched || !s->presplit, "a pre-split needs the series' modules");
+	ASSERT(!patched || kernel_preemptible(),
+	       "the guest kernel is not preemptible (boot it with preempt=full): a CLEAR gives mmu_lock up to a waiter only there");
 	ASSERT(set_eager_split(s->eager_split), EAGER_SPLIT_PARAM ": %m");
 	l.mem = alloc_backing(s->backing, size);
 	vm_enable_manual_dirty_log(l.vm, true);

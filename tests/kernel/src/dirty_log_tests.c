@@ -7,8 +7,9 @@
  * memory that is mapped with 4K pages (a pre-split guest, or one backed by
  * small pages) the stock 6.12 CLEAR never lets go of the lock from its first
  * word to its last, so a vCPU that faults on fresh memory waits for the whole
- * range; the series' first patch makes the CLEAR drop the lock between two
- * words when someone waits.
+ * range; the series' first patch makes the CLEAR give the lock up after every
+ * CLEAR_YIELD_WORDS words if someone waits and the kernel is preemptible
+ * (rwlock_needbreak()): the guest boots with preempt=full.
  *
  * Both cases read the hand-overs from the kernel's own trace (clear_trace in
  * ktest.h) rather than from how far the vCPU got, which depends on how the
@@ -103,6 +104,10 @@ static struct clear_trace trace_one_clear(void)
 	/* Every word of the bitmap is set: one missing means the function
 	 * is no longer what the CLEAR calls per word. */
 	ASSERT_EQ(t.words, LOGGED_WORDS);
+	/* 4K mappings: no split inside a word drops the lock. */
+	ASSERT(!t.handovers_off_batch,
+	       "%u of %u hand-overs came after a number of words that is not a multiple of %d",
+	       t.handovers_off_batch, t.handovers, CLEAR_YIELD_WORDS);
 	vm_destroy(vm);
 	munmap(logged, LOGGED_SIZE);
 	free(clear.dirty_bitmap);
@@ -114,6 +119,8 @@ static void clear_lets_faulting_vcpu_in(void)
 {
 	unsigned int not_handed_over = 0;
 
+	ASSERT(kernel_preemptible(),
+	       "the guest kernel is not preemptible (boot it with preempt=full): a CLEAR gives mmu_lock up to a waiter only there");
 	for (int i = 0; i < MAX_CLEARS; i++) {
 		struct clear_trace t = trace_one_clear();
 

@@ -13,6 +13,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -478,14 +479,19 @@ bool read_eager_split(void)
 	return value == 'Y';
 }
 
-bool set_eager_split(bool on)
+bool set_bool_param(const char *path, bool on)
 {
-	int fd = open(EAGER_SPLIT_PARAM, O_WRONLY);
+	int fd = open(path, O_WRONLY);
 	bool done = fd >= 0 && write(fd, on ? "Y" : "N", 1) == 1;
 
 	if (fd >= 0)
 		close(fd);
 	return done;
+}
+
+bool set_eager_split(bool on)
+{
+	return set_bool_param(EAGER_SPLIT_PARAM, on);
 }
 
 /* ---- tracefs -------------------------------------------------------------- */
@@ -595,10 +601,13 @@ struct clear_trace clear_trace_stop(void)
 			t.clears++;
 			words_of_clear = began = ended = 0;
 		} else if (strstr(line, CLEAR_WORD_FN)) {
-			if (words_of_clear++) {
+			if (words_of_clear) {
 				t.waits += began;
 				t.handovers += ended;
+				if (words_of_clear % CLEAR_YIELD_WORDS)
+					t.handovers_off_batch += ended;
 			}
+			words_of_clear++;
 			t.words++;
 			began = ended = 0;
 		} else if ((p = strstr(line, "contention_begin: ")) &&
@@ -627,6 +636,33 @@ struct clear_trace clear_trace_stop(void)
 }
 
 /* ---- misc ----------------------------------------------------------------- */
+
+bool kernel_preemptible(void)
+{
+	char model[64] = "";
+	FILE *f;
+
+	struct utsname uts;
+
+	/*
+	 * PREEMPT_DYNAMIC lists the models with the current one in
+	 * parentheses, e.g. "none voluntary (full)"; a kernel built with one
+	 * model has no such file, and names a preemptible one in its version
+	 * ("#1 SMP PREEMPT ...", "... PREEMPT_RT ...").
+	 */
+	mkdir("/sys/kernel/debug", 0755);
+	if (mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL) &&
+	    errno != EBUSY)
+		return false;
+	f = fopen("/sys/kernel/debug/sched/preempt", "r");
+	if (!f)
+		return !uname(&uts) && (strstr(uts.version, " PREEMPT ") ||
+					strstr(uts.version, " PREEMPT_RT "));
+	if (!fgets(model, sizeof(model), f))
+		model[0] = 0;
+	fclose(f);
+	return strstr(model, "(full)") || strstr(model, "(lazy)");
+}
 
 uint64_t now_ns(void)
 {

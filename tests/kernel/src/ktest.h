@@ -197,6 +197,8 @@ void run_as_foreign_process(struct vm *vm, void (*fn)(int foreign_vm_fd));
 
 bool read_eager_split(void);		/* asserts it can be read */
 bool set_eager_split(bool on);		/* false with errno set if not */
+/* Writes Y or N to a module parameter; false with errno set if it could not. */
+bool set_bool_param(const char *path, bool on);
 
 /* ---- tracefs -------------------------------------------------------------- */
 
@@ -220,6 +222,12 @@ bool tracefs_write(const char *file, const char *value);
  * the threads are scheduled.
  */
 #define CLEAR_WORD_FN	"kvm_arch_mmu_enable_log_dirty_pt_masked"
+/*
+ * The series' KVM_DIRTY_LOG_YIELD_WORDS: a patched CLEAR may give mmu_lock
+ * up only after a multiple of this many words (a word's own eager split of a
+ * huge mapping may drop it anywhere).
+ */
+#define CLEAR_YIELD_WORDS	16
 
 struct clear_trace {
 	unsigned int clears;	/* marked with clear_trace_mark() */
@@ -227,6 +235,9 @@ struct clear_trace {
 	/* The vCPU's waits that began, and that ended, between two words
 	 * of the same CLEAR. */
 	unsigned int waits, handovers;
+	/* Hand-overs after a number of words of their CLEAR that is not a
+	 * multiple of CLEAR_YIELD_WORDS. */
+	unsigned int handovers_off_batch;
 };
 
 /* Traces the CLEARs of thread @clear_tid and the waits of @vcpu_tid. */
@@ -239,6 +250,13 @@ struct clear_trace clear_trace_stop(void);
 
 /* ---- misc ----------------------------------------------------------------- */
 
+/*
+ * Whether this kernel is preemptible (CONFIG_PREEMPT, or PREEMPT_DYNAMIC
+ * booted with preempt=full): only then does rwlock_needbreak() report a
+ * contended lock, and so only then does a patched CLEAR let a waiting vCPU
+ * in whenever it waits.
+ */
+bool kernel_preemptible(void);
 uint64_t now_ns(void);
 /* Install a handler that does nothing, without SA_RESTART, so blocking
  * ioctls return -EINTR when the signal arrives. */

@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@
 
 #define SLOT_GPA	SZ_1G
 #define PAGES_PER_2M	(SZ_2M / SZ_4K)
+#define HALF_2M		(SZ_2M / 2)
 
 /* A VM with one THP-backed memslot, mapped huge by KVM_PRE_FAULT_MEMORY. */
 struct thp_vm {
@@ -347,34 +349,102 @@ static void hold_dropped_by_dirty_log_disable(void)
 	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 32);
 }
 
+static uint64_t pages_held(struct vm *vm)
+{
+	return stats_read(vm->stats_fd, "pages_held");
+}
+
+static void release(struct vm *vm, uint64_t gpa, uint64_t size)
+{
+	struct kvm_split_huge_pages args = {
+		.gpa = gpa, .size = size, .flags = RELEASE,
+	};
+
+	ASSERT_EQ(split_once(vm->fd, &args), 0);
+	ASSERT_EQ(args.size, 0);
+	ASSERT_EQ(args.nr_split, 0);
+}
+
 /*
- * RELEASE rounds its range out to 1G: releasing one 2M region of a held
- * memslot releases the whole 1G region around it, so that no 2M hold is
- * left under a released 1G region, while a hold in the next 1G region
- * stays.
+ * RELEASE ends the holds on exactly its range: releasing one 2M region of
+ * a held memslot brings that region back huge and nothing else, while the
+ * rest of the memslot, the 1G region around it, and a hold in the next 1G
+ * region stay; pages_held follows.
  */
-static void release_rounds_out_to_1g(void)
+static void release_is_exact(void)
 {
 	struct thp_vm t = thp_vm_create(SLOT_GPA, 32 * SZ_2M);
 	const uint64_t other_gpa = 2 * SZ_1G, other_size = 4 * SZ_2M;
-	struct kvm_split_huge_pages release = {
-		.gpa = t.gpa + 16 * SZ_2M, .size = SZ_2M, .flags = RELEASE,
-	};
 	struct page_counts c;
 
 	vm_set_memslot(t.vm, FIRST_TEST_SLOT + 1, 0, other_gpa, other_size,
 		       alloc_thp(other_size));
 	vcpu_prefault(t.vcpu, other_gpa, other_size);
+	ASSERT_EQ(pages_held(t.vm), 0);
 	ASSERT_EQ(split_range(t.vm->fd, t.gpa, other_gpa + other_size - t.gpa,
 			      LEVEL_4K, HOLD), 36);
+	ASSERT_EQ(pages_held(t.vm), 36 * PAGES_PER_2M);
 
-	ASSERT_EQ(split_once(t.vm->fd, &release), 0);
-	vcpu_prefault(t.vcpu, t.gpa, t.size);
+	release(t.vm, t.gpa + 16 * SZ_2M, SZ_2M);
+	ASSERT_EQ(pages_held(t.vm), 35 * PAGES_PER_2M);
+	zap_and_refault(&t);
 	vcpu_prefault(t.vcpu, other_gpa, other_size);
 	c = vm_page_counts(t.vm);
 	print_page_counts("one 2M region released, after refault", c);
-	ASSERT_EQ(c.pages_2m, 32);
-	ASSERT_EQ(c.pages_4k, 4 * PAGES_PER_2M);
+	ASSERT_EQ(c.pages_2m, 1);
+	ASSERT_EQ(c.pages_4k, 35 * PAGES_PER_2M);
+
+	/* The rest, over the hole between the memslots too. */
+	release(t.vm, t.gpa, other_gpa + other_size - t.gpa);
+	ASSERT_EQ(pages_held(t.vm), 0);
+	zap_and_refault(&t);
+	vcpu_prefault(t.vcpu, other_gpa, other_size);
+	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 36);
+}
+
+/*
+ * Two holds in one 2M region, each on half of it: releasing one half
+ * leaves the region held by the other, which a RELEASE rounded out to the
+ * region would drop.
+ */
+static void release_keeps_neighbour_hold(void)
+{
+	struct thp_vm t = thp_vm_create(SLOT_GPA, 4 * SZ_2M);
+
+	split_range(t.vm->fd, t.gpa, HALF_2M, LEVEL_4K, HOLD);
+	split_range(t.vm->fd, t.gpa + HALF_2M, HALF_2M, LEVEL_4K, HOLD);
+	ASSERT_EQ(pages_held(t.vm), PAGES_PER_2M);
+
+	release(t.vm, t.gpa, HALF_2M);
+	ASSERT_EQ(pages_held(t.vm), PAGES_PER_2M / 2);
+	zap_and_refault(&t);
+	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 3);
+	ASSERT_EQ(vm_page_counts(t.vm).pages_4k, PAGES_PER_2M);
+
+	release(t.vm, t.gpa + HALF_2M, HALF_2M);
+	ASSERT_EQ(pages_held(t.vm), 0);
+	zap_and_refault(&t);
+	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 4);
+}
+
+/*
+ * The huge pages come back only where a hold ended: 4K mappings elsewhere,
+ * which nothing holds but nothing collapsed either, are not zapped.
+ */
+static void release_zaps_only_its_range(void)
+{
+	struct thp_vm t = thp_vm_create(SLOT_GPA, 32 * SZ_2M);
+	struct page_counts c;
+
+	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, LEVEL_4K, 0), 32);
+	split_range(t.vm->fd, t.gpa, 2 * SZ_2M, LEVEL_4K, HOLD);
+	release(t.vm, t.gpa, SZ_2M);
+	c = vm_page_counts(t.vm);
+	print_page_counts("one of two held 2M regions released", c);
+	/* Only the released region's 512 mappings were zapped. */
+	ASSERT_EQ(c.pages_4k, 31 * PAGES_PER_2M);
+	vcpu_prefault(t.vcpu, t.gpa, SZ_2M);
+	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 1);
 }
 
 /*
@@ -708,6 +778,48 @@ static void without_tdp_mmu(void)
 	ASSERT_EQ(split_once(vm->fd, &args), -EOPNOTSUPP);
 }
 
+/* ---- a VM with private memory (modules built with KVM_SW_PROTECTED_VM) --- */
+
+static void private_memory_vm_refused(void)
+{
+	int kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC), vm_fd, types;
+	struct kvm_create_guest_memfd gmem = { .size = SZ_2M };
+	struct kvm_userspace_memory_region2 region = {
+		.slot = FIRST_TEST_SLOT, .flags = KVM_MEM_GUEST_MEMFD,
+		.guest_phys_addr = SLOT_GPA, .memory_size = SZ_2M,
+	};
+	const uint32_t flags[] = { 0, HOLD, RELEASE };
+
+	ASSERT(kvm_fd >= 0, "open /dev/kvm: %m");
+	types = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES);
+	ASSERT(types > 0 && (types & (1 << KVM_X86_SW_PROTECTED_VM)),
+	       "these modules have no KVM_X86_SW_PROTECTED_VM (built without -DCONFIG_KVM_SW_PROTECTED_VM=1?)");
+	vm_fd = CHECKED_IOCTL(kvm_fd, KVM_CREATE_VM, KVM_X86_SW_PROTECTED_VM);
+	/* Private memory in the range, as such a VM has. */
+	region.userspace_addr = (uintptr_t)alloc_thp(SZ_2M);
+	region.guest_memfd = CHECKED_IOCTL(vm_fd, KVM_CREATE_GUEST_MEMFD, &gmem);
+	CHECKED_IOCTL(vm_fd, KVM_SET_USER_MEMORY_REGION2, &region);
+
+	/* Other VMs still can. */
+	ASSERT_EQ(ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SPLIT_HUGE_PAGES),
+		  1 << (LEVEL_4K - 1) | 1 << (LEVEL_2M - 1));
+	ASSERT_EQ(ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SPLIT_HUGE_PAGES), 0);
+	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+		struct kvm_split_huge_pages args = {
+			.gpa = SLOT_GPA, .size = SZ_2M, .flags = flags[i],
+			.target_level = flags[i] == RELEASE ? 0 : LEVEL_4K,
+		};
+
+		ASSERT_EQ(split_once(vm_fd, &args), -EOPNOTSUPP);
+		/* Nothing done: the range is reported as it was given. */
+		ASSERT_EQ(args.gpa, SLOT_GPA);
+		ASSERT_EQ(args.size, SZ_2M);
+	}
+	close(region.guest_memfd);
+	close(vm_fd);
+	close(kvm_fd);
+}
+
 static const struct ktest_case cases[] = {
 	{ "capability_reports_levels", capability_reports_levels },
 	{ "split_2m_to_4k_whole_slot", split_2m_to_4k_whole_slot },
@@ -719,7 +831,9 @@ static const struct ktest_case cases[] = {
 	{ "hold_keeps_refaults_small", hold_keeps_refaults_small },
 	{ "hold_at_2m_keeps_1g_away", hold_at_2m_keeps_1g_away },
 	{ "hold_dropped_by_dirty_log_disable", hold_dropped_by_dirty_log_disable },
-	{ "release_rounds_out_to_1g", release_rounds_out_to_1g },
+	{ "release_is_exact", release_is_exact },
+	{ "release_keeps_neighbour_hold", release_keeps_neighbour_hold },
+	{ "release_zaps_only_its_range", release_zaps_only_its_range },
 	{ "dirty_logging_slot_not_split", dirty_logging_slot_not_split },
 	{ "hold_dropped_on_readonly_slot", hold_dropped_on_readonly_slot },
 	{ "foreign_caller_splits", foreign_caller_splits },
@@ -729,15 +843,23 @@ static const struct ktest_case cases[] = {
 	{ "two_splits_at_once", two_splits_at_once },
 };
 
-/* Run only when the TDP MMU is off; not part of the default list. */
+/*
+ * Not part of the default list: run only when the TDP MMU is off, and only
+ * with modules that support KVM_X86_SW_PROTECTED_VM (Debian's do not).
+ */
 static const struct ktest_case no_tdp_cases[] = {
 	{ "without_tdp_mmu", without_tdp_mmu },
+};
+static const struct ktest_case private_memory_cases[] = {
+	{ "private_memory_vm_refused", private_memory_vm_refused },
 };
 
 int main(int argc, char **argv)
 {
 	if (argc == 2 && !strcmp(argv[1], "without_tdp_mmu"))
 		return ktest_main("split_tests", no_tdp_cases, 1, argc, argv);
+	if (argc == 2 && !strcmp(argv[1], "private_memory_vm_refused"))
+		return ktest_main("split_tests", private_memory_cases, 1, argc, argv);
 	return ktest_main("split_tests", cases, sizeof(cases) / sizeof(cases[0]),
 			  argc, argv);
 }

@@ -55,3 +55,29 @@ def test_missing_device_is_mode_none(tmp_path):
     facts = kvm_host.host_facts(device=str(tmp_path / "no-kvm"))
     assert facts["mode"] == "none"
     assert "No such file or directory" in facts["mode_reason"]
+
+
+@pytest.mark.parametrize("debugfs,version,model", [
+    ("none voluntary (full)\n", "#1 SMP PREEMPT_DYNAMIC Debian 6.12.118-1~deb12u1", "full"),
+    ("none (voluntary) full\n", "#1 SMP PREEMPT_DYNAMIC Debian 6.12.118-1~deb12u1", "voluntary"),
+    (None, "#1 SMP PREEMPT_DYNAMIC Debian 6.12.118-1~deb12u1", None),
+    (None, "#1 SMP PREEMPT Fri Jan 2", "full"),
+    (None, "#1 SMP PREEMPT_RT Fri Jan 2", "rt"),
+    (None, "#1 SMP Debian 6.1.0", None),
+])
+def test_preempt_model(tmp_path, debugfs, version, model):
+    if debugfs is not None:
+        (tmp_path / "kernel/debug/sched").mkdir(parents=True)
+        (tmp_path / "kernel/debug/sched/preempt").write_text(debugfs)
+    assert kvm_host.preempt_model(str(tmp_path), kernel_version=version) == model
+
+
+def test_clear_yields_only_on_a_patched_preemptible_host(tmp_path):
+    facts = kvm_host.host_facts(sys_root=str(tmp_path), device=str(tmp_path / "no-kvm"))
+    # Mode none: no patched CLEAR to yield, whatever the model (None when it is unknown too).
+    assert facts["clear_yields_to_vcpus"] in (False, None)
+    (tmp_path / "kernel/debug/sched").mkdir(parents=True)
+    (tmp_path / "kernel/debug/sched/preempt").write_text("none voluntary (full)\n")
+    facts = kvm_host.host_facts(sys_root=str(tmp_path), device=str(tmp_path / "no-kvm"))
+    assert facts["preempt_model"] == "full"
+    assert facts["clear_yields_to_vcpus"] is False

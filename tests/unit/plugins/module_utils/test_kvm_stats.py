@@ -77,3 +77,24 @@ def test_parser_rejects_truncated_file():
             kvm_stats.StatsFd(fd).read()
     finally:
         os.close(fd)
+
+
+def test_held_pages_read_when_the_kernel_counts_them_and_none_when_not():
+    with_stat = _memfd_with(_stats_blob([("pages_4k", 1, [512]), ("pages_held", 1, [1024])]))
+    without = _memfd_with(_stats_blob([("pages_4k", 1, [512])]))
+    try:
+        assert kvm_stats.held_pages_from_stats_fd(with_stat) == 1024
+        assert kvm_stats.held_pages_from_stats_fd(without) is None
+    finally:
+        os.close(with_stat)
+        os.close(without)
+
+
+def test_real_vm_held_pages_none_or_zero(own_vm):
+    """Stock kernels have no pages_held; a patched one counts 0 for a VM that holds nothing."""
+    vm_fd = own_vm[1]
+    stats_fd = kvm_ioctl.get_stats_fd(vm_fd)
+    try:
+        assert kvm_stats.held_pages_from_stats_fd(stats_fd) in (None, 0)
+    finally:
+        os.close(stats_fd)
