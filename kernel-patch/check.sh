@@ -14,6 +14,8 @@
 # (two source trees, five module builds), less when the trees are cached.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+# The series alone: patches that other builds add on top are not checked here.
+unset KP_EXTRA_PATCHES
 
 # Kbuild warnings of one build, without the build root prefix and without
 # line and column numbers, which the patches shift.

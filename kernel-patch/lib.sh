@@ -31,7 +31,9 @@ lock_cache() {
 	flock 9
 }
 
-# The patches, in order, as absolute paths.
+# The patches, in order, as absolute paths; then KP_EXTRA_PATCHES (absolute
+# paths, space-separated), which builds for a purpose other than the series
+# apply on top, e.g. the benchmark's bench/kernel/clear-splits-first.patch.
 series_patches() {
 	local name
 	while read -r name; do
@@ -40,6 +42,9 @@ series_patches() {
 		*) echo "$KP_DIR/$name" ;;
 		esac
 	done <"$KP_DIR/series"
+	for name in ${KP_EXTRA_PATCHES:-}; do
+		echo "$name"
+	done
 }
 
 # Identifies the series' content: changes whenever any patch changes.

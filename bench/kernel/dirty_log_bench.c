@@ -12,6 +12,12 @@
  *   plain dirty logging (eager split inside the enable): enable, then one
  *   GET_DIRTY_LOG.
  *
+ * In QEMU's flow with eager split, a third mode runs beside the two when the
+ * kvm module offers it (bench/kernel/clear-splits-first.patch, which the
+ * benchmark's build applies on top of the series): the smaller alternative
+ * to a new ioctl, in which each CLEAR splits its whole range with mmu_lock
+ * held for read before its write-locked loop.
+ *
  * The pre-split runs while the vCPUs write, as it does on a running VM, so
  * it pays the same contention as eager split does inside the enable.  The
  * time of the split itself, in the ioctl and inside the enable, comes from
@@ -432,6 +438,15 @@ out:
 
 static bool eager_split_was;
 
+/* The kvm module of bench/kernel/clear-splits-first.patch only. */
+#define CLEAR_SPLITS_FIRST_PARAM \
+	"/sys/module/kvm/parameters/clear_dirty_log_splits_first"
+
+static bool clear_splits_first_available(void)
+{
+	return !access(CLEAR_SPLITS_FIRST_PARAM, W_OK);
+}
+
 /* At exit, failed assertions included: the host's settings as found. */
 static void restore_host(void)
 {
@@ -439,11 +454,29 @@ static void restore_host(void)
 		fprintf(stderr, "tracefs: tracer not reset: %m\n");
 	if (!set_eager_split(eager_split_was))
 		fprintf(stderr, EAGER_SPLIT_PARAM ": not restored: %m\n");
+	if (clear_splits_first_available() &&
+	    !set_bool_param(CLEAR_SPLITS_FIRST_PARAM, false))
+		fprintf(stderr, CLEAR_SPLITS_FIRST_PARAM ": not reset: %m\n");
 }
 
-static struct result run_mode(const struct scenario *sc, bool presplit,
+/* The modes of a scenario: without and with a pre-split, and the CLEARs
+ * splitting their own range first where that applies. */
+enum mode { NO_PRESPLIT, PRESPLIT, CLEAR_SPLITS_FIRST, NR_MODES };
+
+static const char *const mode_suffix[NR_MODES] = {
+	"", "+presplit", "+clear-splits-first",
+};
+
+static int modes_of(const struct scenario *sc)
+{
+	return sc->initially_set && sc->eager_split &&
+	       clear_splits_first_available() ? NR_MODES : CLEAR_SPLITS_FIRST;
+}
+
+static struct result run_mode(const struct scenario *sc, enum mode mode,
 			      uint64_t size, int nr_vcpus, double floor_window_s)
 {
+	bool presplit = mode == PRESPLIT;
 	struct result r = { 0 };
 	struct vm *vm = vm_create();
 	void *mem = alloc_thp(size);
@@ -461,6 +494,9 @@ static struct result run_mode(const struct scenario *sc, bool presplit,
 
 	ASSERT(set_eager_split(sc->eager_split),
 	       EAGER_SPLIT_PARAM " (root needed): %m");
+	ASSERT(!clear_splits_first_available() ||
+	       set_bool_param(CLEAR_SPLITS_FIRST_PARAM, mode == CLEAR_SPLITS_FIRST),
+	       CLEAR_SPLITS_FIRST_PARAM ": %m");
 	memcpy(vm->code + TIMED_LOOP_GPA, guest_timed_write_loop,
 	       guest_timed_write_loop_end - guest_timed_write_loop);
 	if (sc->initially_set)
@@ -627,10 +663,45 @@ static const struct {
 #undef ROW
 };
 
+/*
+ * The smaller alternative beside the two, on the same rows: eager split in
+ * the CLEARs, the CLEARs splitting their range first, pre-split; each ratio
+ * against the first.
+ */
+static void print_with_alternative(const struct result *a,
+				   const struct result *c,
+				   const struct result *b)
+{
+	char x[32], y[32], z[32];
+
+	printf("BENCH %-44s %14s %14s %14s %8s %8s\n", "", "no pre-split",
+	       "CLEAR first", "pre-split", "first", "pre");
+	for (size_t i = 0; i < ARRAY_SIZE(common_rows); i++) {
+		size_t off = common_rows[i].offset;
+		double without = *(const double *)((const char *)a + off);
+		double first = *(const double *)((const char *)c + off);
+		double with = *(const double *)((const char *)b + off);
+
+		if (without < 0)	/* -1: traced, and tracefs was not there */
+			continue;
+		snprintf(x, sizeof(x), common_rows[i].fmt, without);
+		snprintf(y, sizeof(y), common_rows[i].fmt, first);
+		snprintf(z, sizeof(z), common_rows[i].fmt, with);
+		printf("BENCH %-44s %14s %14s %14s %8.3f %8.3f\n",
+		       common_rows[i].label, x, y, z, ratio(first, without),
+		       ratio(with, without));
+	}
+}
+
 static void print_pair(const struct scenario *sc, const struct result *a,
-		       const struct result *b, double gib)
+		       const struct result *b, const struct result *alternative,
+		       double gib)
 {
 	printf("BENCH\nBENCH %s\n", sc->title);
+	if (alternative) {
+		print_with_alternative(a, alternative, b);
+		printf("BENCH\n");
+	}
 	printf("BENCH %-44s %14s %14s %8s\n", "", "no pre-split", "pre-split", "ratio");
 	for (size_t i = 0; i < ARRAY_SIZE(common_rows); i++) {
 		double without = *(const double *)((const char *)a + common_rows[i].offset);
@@ -681,7 +752,7 @@ int main(int argc, char **argv)
 	int nr_vcpus = argc > 2 ? atoi(argv[2]) : 1;
 	int rounds = argc > 3 ? atoi(argv[3]) : 3;
 	/* [scenario][pre-split][round] */
-	struct result r[ARRAY_SIZE(scenarios)][2][MAX_ROUNDS];
+	struct result r[ARRAY_SIZE(scenarios)][NR_MODES][MAX_ROUNDS];
 	struct vm *keeper;
 	struct vcpu *keeper_vcpu;
 
@@ -714,17 +785,17 @@ int main(int argc, char **argv)
 	 * run touches all of them alike. */
 	for (int round = 0; round < rounds; round++) {
 		for (size_t i = 0; i < ARRAY_SIZE(scenarios); i++) {
-			for (int presplit = 0; presplit < 2; presplit++) {
-				struct result *x = &r[i][presplit][round];
+			for (int mode = 0; mode < modes_of(&scenarios[i]); mode++) {
+				struct result *x = &r[i][mode][round];
 				double window_s = round ?
-					r[i][presplit][round - 1].path_s :
+					r[i][mode][round - 1].path_s :
 					FIRST_FLOOR_WINDOW_S_PER_GIB * mib / 1024;
 
-				*x = run_mode(&scenarios[i], presplit, mib << 20,
+				*x = run_mode(&scenarios[i], mode, mib << 20,
 					      nr_vcpus, window_s);
 				printf("# round %d %s%s: enable %.4f s (CPU %.4f s, split %.4f s), first pass %.4f s, sweep after %.4f s, vCPU splits %.0f, stall %.0f, faulter stall %.0f (%.0f faults, %.0f restarts, %.0f lock waits, longest %.1f us; floor %.0f over %.4f s, %.0f lock waits), ioctl %.4f s (CPU %.4f s, split %.4f s)\n",
 				       round + 1, scenarios[i].name,
-				       presplit ? "+presplit" : "", x->enable_s,
+				       mode_suffix[mode], x->enable_s,
 				       x->enable_cpu_s, x->enable_split_s,
 				       x->first_pass_s, x->sweep_after_pass_s,
 				       x->huge_split_by_vcpus, x->longest_gap,
@@ -742,14 +813,22 @@ int main(int argc, char **argv)
 	vcpu_destroy(keeper_vcpu);
 	vm_destroy(keeper);
 
-	printf("BENCH %llu MiB of THP memory, %d vCPU(s) writing, %d huge mappings, faulting vCPU alone on CPU %d, median of %d round(s)\n",
+	/* A CLEAR gives mmu_lock up to a waiting vCPU only on a preemptible
+	 * kernel: the faulting vCPU's waits depend on it. */
+	printf("BENCH %llu MiB of THP memory, %d vCPU(s) writing, %d huge mappings, faulting vCPU alone on CPU %d, median of %d round(s), %s kernel\n",
 	       (unsigned long long)mib, nr_vcpus, (int)((mib << 20) / SZ_2M),
-	       faulter_cpu, rounds);
+	       faulter_cpu, rounds,
+	       kernel_preemptible() ? "preemptible" : "non-preemptible");
 	for (size_t i = 0; i < ARRAY_SIZE(scenarios); i++) {
-		struct result without = median_result(r[i][0], rounds);
-		struct result with = median_result(r[i][1], rounds);
+		struct result without = median_result(r[i][NO_PRESPLIT], rounds);
+		struct result with = median_result(r[i][PRESPLIT], rounds);
+		struct result first;
 
-		print_pair(&scenarios[i], &without, &with, mib / 1024.0);
+		if (modes_of(&scenarios[i]) > CLEAR_SPLITS_FIRST)
+			first = median_result(r[i][CLEAR_SPLITS_FIRST], rounds);
+		print_pair(&scenarios[i], &without, &with,
+			   modes_of(&scenarios[i]) > CLEAR_SPLITS_FIRST ? &first : NULL,
+			   mib / 1024.0);
 	}
 	return 0;
 }

@@ -45,7 +45,9 @@ KTEST_BOOT_TIMEOUT_S=${KTEST_BOOT_TIMEOUT_S:-$((300 + rounds * (mib / 8 + 30)))}
 . "$KTEST_DIR/lib/boot.sh"
 
 eval "$("$REPO/kernel-patch/fetch-debian.sh")"
-eval "$("$REPO/kernel-patch/build-modules.sh")"
+# The series plus the benchmark's own patch, which adds the smaller
+# alternative (the CLEAR splitting its range first) as a mode to compare.
+eval "$(KP_EXTRA_PATCHES=$BENCH_DIR/clear-splits-first.patch "$REPO/kernel-patch/build-modules.sh")"
 stock_dir=$CACHE/$DEB_VERSION/stock
 prepare_stock_kernel "$stock_dir"
 
