@@ -640,9 +640,8 @@ struct clear_trace clear_trace_stop(void)
 bool kernel_preemptible(void)
 {
 	char model[64] = "";
-	FILE *f;
-
 	struct utsname uts;
+	FILE *f;
 
 	/*
 	 * PREEMPT_DYNAMIC lists the models with the current one in
