@@ -11,7 +11,7 @@ COLL_LINK := $(COLL_ROOT)/ansible_collections/presplit/kvm
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: help deps collection-link unit sanity lint integration kernel kernel-packages e2e test demo \
+.PHONY: help deps collection-link unit sanity lint integration kernel kernel-packages kernel-upstream e2e test demo \
         lab-up lab-down build clean
 
 help:
@@ -20,6 +20,7 @@ help:
 	@echo "make lab-up / lab-down - the lab alone (LAB_NAME=presplit)"
 	@echo "make kernel-packages - opt-in: kernel_stage packages method end to end on a GRUB VM (~15 min, first ~1 h)"
 	@echo "                       PRESPLIT_PACKAGE_CONFIG=debian: with the Debian-configured kernel (first build: hours)"
+	@echo "make kernel-upstream - opt-in: upstream's x86 KVM selftests, stock vs patched modules side by side"
 	@echo "make e2e    - opt-in: 2 emulated hypervisors, a nested KVM guest live-migrated between them (tests/e2e)"
 
 deps: $(VENV)/.deps-stamp
@@ -66,6 +67,12 @@ kernel: deps collection-link
 # boot, verify, rollback).  First run ~1 h (test kernel build), later ~15 min.
 kernel-packages: deps collection-link
 	./tests/kernel/run-packages.sh
+
+# Opt-in, not part of kernel or test: every upstream x86 KVM selftest of the
+# tree with the stock and with the patched modules, results side by side;
+# fails when any differs.  Longer than CI's budget.
+kernel-upstream: deps
+	./tests/kernel/run-upstream.sh
 
 # Opt-in, not part of test (first step of the e2e tier): two Debian 12
 # hypervisors under TCG with emulated SVM + NPT, a KVM-accelerated nested
