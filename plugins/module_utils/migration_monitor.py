@@ -74,7 +74,7 @@ class MigrationMonitor:
     """
 
     def __init__(self, domain, start_migration, lv, poll_interval, schedule, deadline_s,
-                 timeout_action, clock=time.monotonic):
+                 timeout_action, clock=time.monotonic, on_sample=None):
         self._domain = domain
         self._start_migration = start_migration
         self._lv = lv
@@ -83,6 +83,7 @@ class MigrationMonitor:
         self._deadline_s = deadline_s
         self._timeout_action = timeout_action
         self._clock = clock
+        self._on_sample = on_sample
 
     def run(self):
         outcome = MigrationOutcome()
@@ -100,6 +101,8 @@ class MigrationMonitor:
             if not stats or not job_is_active(stats, self._lv):
                 continue
             outcome.samples.append(_sample(stats, elapsed))
+            if self._on_sample is not None:
+                self._on_sample(stats, elapsed)
             step = due_downtime(self._schedule, elapsed, applied_step)
             if step is not None:
                 applied_step = self._apply_downtime(step, elapsed, outcome, applied_step)

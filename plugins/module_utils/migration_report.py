@@ -87,6 +87,46 @@ def _planned_migrations(plan):
     return planned
 
 
+def _count(value, what, domain):
+    """A non-negative whole count, or None for a missing one."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ReportError("result for %s: %s must be a non-negative whole number, not %r" % (domain, what, value))
+    return value
+
+
+def _huge(counts, what, domain):
+    """2 MiB + 1 GiB mappings of a mapping-count dict (None when there is none)."""
+    if counts is None:
+        return None
+    if not isinstance(counts, dict):
+        raise ReportError("result for %s: %s must be a dict of mapping counts, not %r" % (domain, what, counts))
+    return sum(_count(counts.get(name, 0), "%s.%s" % (what, name), domain) or 0 for name in ("pages_2m", "pages_1g"))
+
+
+def _huge_mappings(result):
+    """The guest's huge mappings as KVM counted them: before and after its pre-split (the
+    presplit entry of split_huge_pages) and split inside the migration (the module's
+    source_mappings); None where not measured."""
+    domain = result["domain"]
+    presplit = result.get("presplit") or {}
+    mappings = result.get("source_mappings") or {}
+    if not isinstance(presplit, dict) or not isinstance(mappings, dict):
+        raise ReportError("result for %s: presplit and source_mappings must be dicts" % domain)
+    split = mappings.get("huge_split")
+    if split is not None and (isinstance(split, bool) or not isinstance(split, int)):
+        raise ReportError("result for %s: source_mappings.huge_split must be a whole number, not %r" % (domain, split))
+    status = presplit.get("status")
+    if status is not None and not isinstance(status, str):
+        raise ReportError("result for %s: presplit.status must be a string, not %r" % (domain, status))
+    return {"presplit_status": status,
+            "before_presplit": _huge(presplit.get("before"), "presplit.before", domain),
+            "after_presplit": _huge(presplit.get("after"), "presplit.after", domain),
+            "at_migration_start": _huge(mappings.get("at_start"), "source_mappings.at_start", domain),
+            "split_in_migration": split}
+
+
 def _migration_entry(result):
     for key in ("domain", "status"):
         if key not in result:
@@ -115,6 +155,7 @@ def _migration_entry(result):
         "data_transferred": result.get("data_transferred"),
         "measured_s": measured,
         "phases": phases,
+        "huge_mappings": _huge_mappings(result),
     }
 
 
@@ -354,15 +395,21 @@ def _failures_html(record):
 
 
 def _stats_html(record):
-    head = ("<tr><th>domain</th><th>from</th><th>to</th><th>status</th><th>pre-split</th><th>migration job</th>"
-            "<th>downtime ms</th><th>iterations</th><th>data MiB</th><th>message</th></tr>")
+    head = ("<tr><th>domain</th><th>from</th><th>to</th><th>status</th><th>pre-split</th>"
+            "<th>huge mappings before / after pre-split</th><th>huge mappings split in the migration</th>"
+            "<th>migration job</th><th>downtime ms</th><th>iterations</th><th>data MiB</th><th>message</th></tr>")
     rows = []
     for entry in record["migrations"]:
         presplit = entry["phases"]["presplit"]
+        huge = entry["huge_mappings"]
+        # Without counts, what the pre-split did instead (unsupported on a stock host, skipped).
+        before_after = ("%s / %s" % (_cell(huge["before_presplit"]), _cell(huge["after_presplit"]))
+                        if huge["before_presplit"] is not None else huge["presplit_status"] or "-")
         rows.append("<tr class=\"%s\"><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>"
-                    "<td>%s</td><td>%s</td><td>%s</td><td class=\"msg\">%s</td></tr>" % (
+                    "<td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td class=\"msg\">%s</td></tr>" % (
                         _e(entry["status"]), _e(entry["domain"]), _e(entry["source"]), _e(entry["destination"]),
                         _e(entry["status"]), _e(_seconds(presplit[1] - presplit[0] if presplit else None)),
+                        _e(before_after), _e(_cell(huge["split_in_migration"])),
                         _e(_seconds(entry["measured_s"])), _e(_cell(entry["downtime_ms"])),
                         _e(_cell(entry["iterations"])), _e(_mib(entry["data_transferred"])), _e(entry["msg"])))
     return "<table class=\"stats\">%s%s</table>" % (head, "".join(rows))

@@ -292,6 +292,46 @@ progress:
       type: list
       elements: dict
   sample: {samples: 4, max_iteration: 2, history: []}
+source_mappings:
+  description:
+    - The guest's mappings on the source as KVM counts them (through a duplicate of QEMU's VM fd, the stats fd
+      on a patched kernel, debugfs otherwise; needs root), read before the migration and at every poll of
+      its job. KVM makes no huge mapping while dirty logging is on, so the fall of the huge count between
+      the first read and the last one taken while the job ran is the huge mappings split inside the
+      migration (by the dirty-log enable and the CLEARs of its passes, with the vCPUs waiting); 0 after a
+      pre-split with hold.
+    - A migration that ends between two polls may miss the last splits; C(last_read) says when it was taken.
+  returned: when a migration ran
+  type: dict
+  contains:
+    source:
+      description: C(stats-fd) or C(debugfs); null when the counts could not be read.
+      type: str
+    at_start:
+      description: C(pages_4k), C(pages_2m), C(pages_1g) before the migration started; null when unreadable.
+      type: dict
+    last_read:
+      description:
+        - The counts at the last poll of the running job, with C(at_s) (seconds into the migration) and
+          C(memory_iteration) (the job's pass then); null when no poll read them.
+      type: dict
+    reads:
+      description: Polls that read the counts.
+      type: int
+    huge_split:
+      description:
+        - 2 MiB + 1 GiB mappings at the start minus those at the last read; null when either is missing.
+      type: int
+    error:
+      description: Why the counts could not be read (for example a TCG domain has no VM fd); null otherwise.
+      type: str
+  sample:
+    source: stats-fd
+    at_start: {pages_4k: 476, pages_2m: 121, pages_1g: 0}
+    last_read: {pages_4k: 62428, pages_2m: 0, pages_1g: 0, at_s: 12.5, memory_iteration: 2}
+    reads: 24
+    huge_split: 121
+    error: null
 actions:
   description: What the monitor did during the migration (downtime steps, timeout action).
   returned: when a migration ran
@@ -330,6 +370,7 @@ from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_client import
     find_domain,
     open_connection,
 )
+from ansible_collections.presplit.kvm.plugins.module_utils.migration_mappings import SourceMappings
 from ansible_collections.presplit.kvm.plugins.module_utils.migration_monitor import (
     MigrationMonitor,
     completed_summary,
@@ -593,12 +634,18 @@ def run(module):
         schedule = downtime_schedule(params["max_downtime"], params["downtime_steps"],
                                      params["downtime_delay"], memory)
     deadline_s = completion_deadline_s(params["completion_timeout"], memory)
-    started_at = time.time()
-    call = start_migration_call(module, result["uuid"], probe.conn, dest_uri,
-                                migration_flags(params, lv), migration_params(params, lv))
-    monitor = MigrationMonitor(source_domain, call, lv, params["poll_interval"], schedule, deadline_s,
-                               params["completion_timeout_action"])
-    outcome = monitor.run()
+    # The guest's huge mappings split inside the migration (0 after a pre-split with hold).
+    mappings = SourceMappings.open(result["domain"], result["uuid"])
+    try:
+        mappings.start()
+        started_at = time.time()
+        call = start_migration_call(module, result["uuid"], probe.conn, dest_uri,
+                                    migration_flags(params, lv), migration_params(params, lv))
+        monitor = MigrationMonitor(source_domain, call, lv, params["poll_interval"], schedule, deadline_s,
+                                   params["completion_timeout_action"], on_sample=mappings.sample)
+        outcome = monitor.run()
+    finally:
+        result["source_mappings"] = mappings.finish()
     result.update(progress=progress_summary(outcome.samples), actions=outcome.actions,
                   downtime_schedule=[[round(at, 3), ms] for at, ms in schedule],
                   started_at=round(started_at, 3), elapsed_s=round(outcome.elapsed_s, 3))

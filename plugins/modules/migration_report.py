@@ -39,6 +39,10 @@ options:
         C(failed)), C(total_time_ms), C(downtime_ms), C(iterations), C(data_transferred), C(msg), and the wall-clock
         phase times in epoch seconds C(presplit_started), C(presplit_ended), C(migration_started),
         C(migration_ended) (a domain without them gets no bar on the timeline).
+      - Optionally C(presplit) (the domain's entry of M(presplit.kvm.split_huge_pages), whose C(before) and C(after)
+        mapping counts give the huge mappings before and after the pre-split) and C(source_mappings) (the
+        M(presplit.kvm.live_migrate) result of that name, whose C(huge_split) is the huge mappings split inside the
+        migration).
     type: list
     elements: dict
     required: true

@@ -1,25 +1,37 @@
 #!/usr/bin/env bash
-# The e2e tier, first step (issue 15): two emulated Debian 12 hypervisors and
-# a KVM-accelerated nested guest live-migrated between them by the
-# collection's own module, every page of the guest's workload verified.
+# The e2e tier (issue 15): two emulated Debian 12 hypervisors on which the
+# collection does its job as a user drives a fleet: stage the patched KVM
+# host by host, pre-split and live-migrate KVM-accelerated nested guests,
+# every page of their workloads verified.
 #
 #   1. the hypervisor image (packages/vm.sh's Debian 12 GRUB host image plus
 #      libvirt, QEMU and python3-libvirt, configured as the lab configures its
 #      hosts: image-setup.sh), built once and cached by content;
 #   2. two hosts h1, h2 booted from qcow2 overlays of it under QEMU TCG with
 #      emulated AMD SVM + NPT (the kernel tier's CPU), so KVM loads in them
-#      with the TDP MMU.  Each has a controller NIC (user networking,
-#      restrict=on, its sshd forwarded to a free 127.0.0.1 port) and a link
-#      NIC joining the two (-netdev socket on 127.0.0.1), 192.0.2.11/.12;
-#   3. on h1 a <domain type='kvm'> guest, THP-backed, booting the lab guest's
+#      with the TDP MMU, on Debian's stock kernel.  Each has a controller NIC
+#      (user networking, restrict=on, its sshd forwarded to a free 127.0.0.1
+#      port) and a link NIC joining the two (-netdev socket on 127.0.0.1),
+#      192.0.2.11/.12; every host keeps a 2 MiB hugetlbfs pool;
+#   3. on h1 <domain type='kvm'> guests (E2E_GUESTS: THP with the dirty
+#      bitmap, hugetlbfs 2 MiB with KVM's dirty ring) booting the lab guest's
 #      kernel + initramfs (roles/lab/files/build-guest-image.sh), whose
 #      workload keeps rewriting memory and verifying every page;
-#   4. E2E_MIGRATIONS (default 4) live migrations h1 -> h2 -> h1 ... with
-#      presplit.kvm.live_migrate (ad-hoc ansible over SSH, qemu+tcp between
-#      the hosts); after each: the guest runs on exactly one host, its
-#      heartbeat advances there and it counted 0 verification errors;
-#      presplit.kvm.host_info on both hosts (mode, the guest's mapping counts
-#      as KVM reports them).
+#   4. playbooks of the collection over SSH (qemu+tcp between the hosts):
+#      presplit.kvm.rolling_maintenance on h1 (kernel_stage, method modules:
+#      its guests go to stock h2 and come back to patched h1); a migration
+#      patched h1 -> stock h2 with presplit.kvm.migrate (pre-split and hold);
+#      the same rolling run resumed over both hosts (h1 skipped as done, h2
+#      staged: stock -> patched and back patched -> patched); E2E_MIGRATIONS
+#      (default 4) migrations between the patched hosts with pre-split, one
+#      without (the baseline), and two with kvm.eager_page_split=0.
+#      After each: every guest runs and is defined on exactly one host, its
+#      heartbeat advances there and it counted 0 verification errors; the run
+#      report says what KVM counted of its huge mappings: before and after
+#      the pre-split, and split inside the migration (0 after a pre-split,
+#      more than 0 without one);
+#   5. host_info's mode on each host (eager-split-only, then patched), and
+#      every host's dmesg: no WARN, BUG, lockdep, RCU stall or lockup report.
 # One PASS/FAIL line per check, last line "N passed, N failed"; exit status
 # non-zero on any failure.  Opt-in: make e2e.  Needs root (loop devices and
 # a chroot to build the image).  See tests/e2e/README.md for timings and for
@@ -34,17 +46,50 @@ E2E_DIR=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$E2E_DIR/../.." && pwd)
 CACHE=${PRESPLIT_CACHE:-/var/cache/presplit-kvm}/e2e
 LOG_DIR=${E2E_LOG_DIR:-$CACHE/logs}
-MIGRATIONS=${E2E_MIGRATIONS:-4}
+# E2E_PLAN=full: the rolling runs, the mixed fleet, the patched migrations, the
+# baseline and kvm.eager_page_split=0 (make e2e).  E2E_PLAN=ci: make test's
+# share: both hosts staged with presplit.kvm.kernel_stage before any guest
+# runs, then the patched migrations and the baseline (make e2e-ci).
+PLAN=${E2E_PLAN:-full}
+# Migrations of the guests between the patched hosts with pre-split, besides
+# those of the rolling run, the baseline and the eager_page_split=0 set: in
+# the full plan 11, so that each of the two guests migrates 15 times between
+# patched hosts (30 live migrations).
+case $PLAN in
+full) MIGRATIONS=${E2E_MIGRATIONS:-11} ;;
+ci) MIGRATIONS=${E2E_MIGRATIONS:-2} ;;
+*)
+	echo "E2E_PLAN must be full or ci, not '$PLAN'" >&2
+	exit 2
+	;;
+esac
+if ! [[ $MIGRATIONS =~ ^[0-9]{1,3}$ ]]; then
+	echo "E2E_MIGRATIONS must be a whole number below 1000, not '$MIGRATIONS'" >&2
+	exit 2
+fi
 # E2E_KEEP=1: leave the hosts running at the end (their ssh commands are
 # printed); kill the two QEMU pids printed to end them.
 KEEP=${E2E_KEEP:-0}
-# Hypervisor RAM: the nested guest plus libvirtd, QEMU and a Debian userland.
+# Hypervisor RAM: the nested guests plus libvirtd, QEMU and a Debian userland.
 HOST_MIB=${E2E_HOST_MIB:-2560}
-# The nested guest: RAM (QEMU backs it with THP), the workload's buffer and
-# how fast it rewrites it.  Under TCG the guest verifies its whole buffer
-# less often than once a second (passes= in its status lines); the heartbeat
-# is still once a second.
-GUEST=e2e1
+# The nested guests, NAME:BACKING:DIRTY_LOG each: BACKING thp (anonymous
+# memory QEMU madvises for THP) or hugetlb-2M (hugetlbfs, from a pool
+# reserved on every host); DIRTY_LOG bitmap (QEMU's default: the split lands
+# in the CLEARs) or ring (KVM's dirty ring: it lands in the dirty-log enable).
+# They always run on one host together and move together.
+read -r -a GUESTS <<<"${E2E_GUESTS:-e2e1:thp:bitmap e2e2:hugetlb-2M:ring}"
+GUEST_NAMES=()
+for spec in "${GUESTS[@]}"; do
+	IFS=: read -r g backing dirty_log <<<"$spec"
+	if ! [[ $g =~ ^[a-z][a-z0-9-]{0,30}$ && $backing =~ ^(thp|hugetlb-2M)$ && $dirty_log =~ ^(bitmap|ring)$ ]]; then
+		echo "E2E_GUESTS: '$spec' is not NAME:thp|hugetlb-2M:bitmap|ring (NAME: lower-case letters, digits, -)" >&2
+		exit 2
+	fi
+	GUEST_NAMES+=("$g")
+done
+# Each guest's RAM, the workload's buffer and how fast it rewrites it.  Under
+# TCG the guest verifies its whole buffer less often than once a second
+# (passes= in its status lines); the heartbeat is still once a second.
 GUEST_MIB=${E2E_GUEST_MIB:-384}
 BUF_MIB=${E2E_BUF_MIB:-160}
 DIRTY_MIB_S=${E2E_DIRTY_MIB_S:-4}
@@ -121,6 +166,20 @@ on() {
 	shift
 	timeout 300 ssh -o UserKnownHostsFile="$work/known_hosts" -o StrictHostKeyChecking=yes -o BatchMode=yes \
 		-o ConnectTimeout=10 -i "$VM_DIR/id_ed25519" -p "${H_PORT[$h]}" root@127.0.0.1 "$@"
+}
+
+# ask HOST COMMAND...: a read-only COMMAND on HOST, tried again when ssh itself
+# fails (exit 255: a TCG host busy migrating can be slow to accept a
+# connection); other exit statuses are COMMAND's.
+ask() {
+	local attempt rc
+	for attempt in 1 2 3; do
+		rc=0
+		on "$@" || rc=$?
+		[ "$rc" = 255 ] || return "$rc"
+		[ "$attempt" = 3 ] || sleep 5
+	done
+	return 255
 }
 
 # step NAME COMMAND...: a preparation step, timed, its output in a log.
@@ -203,21 +262,22 @@ except Exception:
 print("" if v is None else v)' "$1"
 }
 
-# guest_status HOST: the guest's latest status line in HOST's console log
+# guest_status HOST GUEST: GUEST's latest status line in HOST's console log
 # of it (virtlogd appends there, across stays), "" if none.
 guest_status() {
-	on "$1" "tail -c 65536 /var/log/libvirt/qemu/$GUEST-console.log 2>/dev/null | grep -a '^presplit-guest seq=' | tail -n 1 | tr -d '\r'" || true
+	# Whole lines only: the last one may be half written.
+	ask "$1" "tail -c 65536 /var/log/libvirt/qemu/$2-console.log 2>/dev/null | tr -d '\r' | grep -aE '^presplit-guest seq=.* errors=[0-9]+\$' | tail -n 1" || true
 }
 field() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<"$2"; }
 
-# wait_heartbeat HOST MIN_SEQ MIN_PASSES SECONDS: until HOST's latest status
-# line has seq >= MIN_SEQ and passes >= MIN_PASSES; prints that line (or the
-# last seen).  A line with a seq below MIN_SEQ may be an old one: the log
-# keeps the guest's earlier stays on HOST.
+# wait_heartbeat HOST GUEST MIN_SEQ MIN_PASSES SECONDS: until GUEST's latest
+# status line on HOST has seq >= MIN_SEQ and passes >= MIN_PASSES; prints
+# that line (or the last seen).  A line with a seq below MIN_SEQ may be an
+# old one: the log keeps the guest's earlier stays on HOST.
 wait_heartbeat() {
-	local h=$1 min=$2 min_passes=$3 deadline=$(($(date +%s) + $4)) line seq passes
+	local h=$1 g=$2 min=$3 min_passes=$4 deadline=$(($(date +%s) + $5)) line seq passes
 	while :; do
-		line=$(guest_status "$h")
+		line=$(guest_status "$h" "$g")
 		seq=$(field seq "$line") passes=$(field passes "$line")
 		if [ -n "$seq" ] && [ "$seq" -ge "$min" ] && [ "$passes" -ge "$min_passes" ]; then break; fi
 		[ "$(date +%s)" -lt "$deadline" ] || break
@@ -228,30 +288,92 @@ wait_heartbeat() {
 # fresh LINE MIN_SEQ: LINE is a status line with seq >= MIN_SEQ.
 fresh() { [ -n "$(field seq "$1")" ] && [ "$(field seq "$1")" -ge "$2" ]; }
 
-# where: the hosts the guest is running on / defined on, "h1 " style.
-running_on() {
-	local h out=""
+# placement GUEST: where GUEST runs and is defined, as "running: h2 defined: h2"
+# ("h1?" for a host that did not say).
+placement() {
+	local h list running="" defined=""
 	for h in "${HOSTS[@]}"; do
-		if on "$h" virsh -q -c qemu:///system list --name | grep -qx "$GUEST"; then out+="$h "; fi
+		if ! list=$(ask "$h" virsh -q -c qemu:///system list --name && echo "--" && ask "$h" virsh -q -c qemu:///system list --all --name); then
+			running+="$h? " defined+="$h? "
+			continue
+		fi
+		if sed '/^--$/,$d' <<<"$list" | grep -qx "$1"; then running+="$h "; fi
+		if sed '1,/^--$/d' <<<"$list" | grep -qx "$1"; then defined+="$h "; fi
 	done
-	echo "$out"
-}
-defined_on() {
-	local h out=""
-	for h in "${HOSTS[@]}"; do
-		if on "$h" virsh -q -c qemu:///system list --all --name | grep -qx "$GUEST"; then out+="$h "; fi
-	done
-	echo "$out"
+	echo "running: ${running:-nowhere }defined: ${defined:-nowhere }"
 }
 
 # kvm_ok "RELEASE kvm_amd.npt=.. kvm.tdp_mmu=.. thp=..": Debian's stock kernel
 # with NPT and the TDP MMU on.
 kvm_ok() { [[ $1 == "$KERNEL_ABI kvm_amd.npt=Y kvm.tdp_mmu=Y "* ]]; }
 
-# host_info HOST LOG: prints "mode tdp_mmu pages_4k pages_2m pages_1g source"
-# for HOST and the guest if it runs there.
+# host_info HOST LOG: prints "mode tdp_mmu" of HOST and, per guest running
+# there, "| name backing 4k 2m 1g source".
 host_info() {
-	ansible_json "$1" "$2" presplit.kvm.host_info "" | json_get '" ".join(str(x) for x in [r["host"]["mode"], r["host"]["tdp_mmu"]] + next(([d["counts"]["pages_4k"], d["counts"]["pages_2m"], d["counts"]["pages_1g"], d["counts_source"]] if d.get("counts") else ["-", "-", "-", d.get("status")] for d in r["domains"] if d["name"] == "'"$GUEST"'"), ["-", "-", "-", "no-guest"]))'
+	ansible_json "$1" "$2" presplit.kvm.host_info "" | json_get '" ".join([r["host"]["mode"], str(r["host"]["tdp_mmu"])] + ["| %s %s %s" % (d["name"], d["memory_backing"], " ".join(str(d["counts"][k]) for k in ("pages_4k", "pages_2m", "pages_1g")) + " " + d["counts_source"] if d.get("counts") else d.get("status")) for d in r["domains"]])'
+}
+# host_mode HOST LOG: presplit.kvm.host_info's mode of HOST.
+host_mode() { ansible_json "$1" "$2" presplit.kvm.host_info "" | json_get 'r["host"]["mode"]'; }
+
+# hugetlb_pool_pages: the 2 MiB pages every host reserves: all hugetlb-2M
+# guests' RAM (they may all run on one host) and 8 pages of slack.
+hugetlb_pool_pages() {
+	local spec n=0
+	for spec in "${GUESTS[@]}"; do
+		[[ $spec == *:hugetlb-2M:* ]] && n=$((n + GUEST_MIB / 2))
+	done
+	echo $((n ? n + 8 : 0))
+}
+
+# domain_xml NAME BACKING DIRTY_LOG: the lab guest's domain
+# (roles/lab/templates/domain.xml.j2) as type='kvm', with a CPU model both
+# hosts run, no disk, no network; a crash or reboot stops the domain,
+# visibly.  The CPU has the TSC-deadline timer, as guests on today's hosts
+# do: with qemu64's LAPIC one-shot timer a guest hangs when its timer
+# expires during the migration's final pause (KVM counts the expiry as
+# pending, injects it at the next KVM_RUN, which never comes on the source,
+# and KVM_GET_LAPIC carries neither; the guest idles on the destination with
+# no timer armed).  Seen twice here, on the stock and on the patched
+# kernel; a TSC deadline is migrated as an MSR and fires on arrival.  BACKING thp: anonymous memory (QEMU madvises it for THP; the
+# hosts' THP mode is "always"); hugetlb-2M: libvirt's <hugepages>.
+# DIRTY_LOG ring: KVM's dirty ring (libvirt >= 8.0) instead of the bitmap.
+domain_xml() {
+	local name=$1 memory_backing="" kvm_features=""
+	[ "$2" = hugetlb-2M ] && memory_backing="<memoryBacking><hugepages><page size='2048' unit='KiB'/></hugepages></memoryBacking>"
+	[ "$3" = ring ] && kvm_features="<kvm><dirty-ring state='on' size='4096'/></kvm>"
+	cat <<-XML
+	<domain type='kvm'>
+	  <name>$name</name>
+	  <memory unit='MiB'>$GUEST_MIB</memory>
+	  $memory_backing
+	  <vcpu>1</vcpu>
+	  <os>
+	    <type arch='x86_64' machine='pc'>hvm</type>
+	    <kernel>$gdir/vmlinuz</kernel>
+	    <initrd>$gdir/initrd.img</initrd>
+	    <cmdline>console=ttyS0 quiet panic=1 presplit.buf_mib=$BUF_MIB presplit.dirty_mib_s=$DIRTY_MIB_S</cmdline>
+	  </os>
+	  <features><acpi/>$kvm_features</features>
+	  <cpu mode='custom' match='exact' check='none'>
+	    <model fallback='forbid'>qemu64</model>
+	    <feature policy='require' name='tsc-deadline'/>
+	  </cpu>
+	  <clock offset='utc'/>
+	  <on_poweroff>destroy</on_poweroff>
+	  <on_reboot>destroy</on_reboot>
+	  <on_crash>destroy</on_crash>
+	  <devices>
+	    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+	    <controller type='usb' model='none'/>
+	    <serial type='pty'>
+	      <log file='/var/log/libvirt/qemu/$name-console.log' append='on'/>
+	      <target port='0'/>
+	    </serial>
+	    <console type='pty'><target type='serial' port='0'/></console>
+	    <memballoon model='none'/>
+	  </devices>
+	</domain>
+	XML
 }
 
 eval "$("$REPO/kernel-patch/fetch-debian.sh")"
@@ -323,112 +445,257 @@ for h in "${HOSTS[@]}"; do
 	peer_name=$(on "$h" "virsh -c qemu+tcp://$peer/system hostname" 2>&1 | head -n 1 || true)
 	check "$h/link" "qemu+tcp://$peer/system answers: $peer_name" test "$peer_name" = "$peer"
 	info=$(host_info "$h" "$h-host-info-before")
-	check "$h/host_info-mode" "host_info: mode tdp_mmu = ${info% * * * *} (stock $KERNEL_ABI)" test "${info%% *}" = eager-split-only
+	check "$h/host_info-mode" "host_info: mode tdp_mmu = $info (stock $KERNEL_ABI)" test "${info%% *}" = eager-split-only
+	# The hugetlbfs pool every host keeps for the hugetlb-backed guests (the
+	# guests move together, so one host must hold them all), taken at once
+	# after boot while memory is not yet fragmented.
+	pool=$(hugetlb_pool_pages)
+	got=$(on "$h" "sysctl -qw vm.nr_hugepages=$pool && sysctl -n vm.nr_hugepages" || true)
+	check "$h/hugepages" "2 MiB pool: $got of $pool pages" test "$got" = "$pool"
 done
 
-echo "== the nested guest on h1: KVM, $GUEST_MIB MiB on THP, rewriting $DIRTY_MIB_S MiB/s of a $BUF_MIB MiB buffer"
+# playbook LOG ARGS...: ansible-playbook against the hosts, its output in LOG_DIR/LOG.log.
+playbook() {
+	local log=$1
+	shift
+	"$REPO/.venv/bin/ansible-playbook" -i "$work/inventory.ini" "$@" >"$LOG_DIR/$log.log" 2>&1
+}
+
+if [ "$PLAN" = ci ]; then
+	echo "== kernel_stage (modules) on both hosts, before any guest runs"
+	t0=$SECONDS
+	rc=0
+	playbook stage presplit.kvm.kernel_stage -e kernel_stage_hosts=hypervisors -e kernel_stage_method=modules || rc=$?
+	check stage/ok "presplit.kvm.kernel_stage: exit $rc (ansible $((SECONDS - t0)) s, log $LOG_DIR/stage.log)" test "$rc" = 0
+	for h in "${HOSTS[@]}"; do
+		mode=$(host_mode "$h" "$h-host-info-staged")
+		check "stage/$h-mode" "host_info mode $mode (want patched)" test "$mode" = patched
+	done
+fi
+
+# The guests' boot files; the destination's QEMU opens <kernel>/<initrd> too.
 gdir=/var/lib/libvirt/images/presplit-e2e
 for h in "${HOSTS[@]}"; do
-	# The destination's QEMU opens <kernel>/<initrd> too.
 	on "$h" "mkdir -p $gdir && cat >$gdir/vmlinuz" <"$guest_kernel"
 	on "$h" "cat >$gdir/initrd.img" <"$guest_initrd"
 done
-# The lab guest's domain (roles/lab/templates/domain.xml.j2) as type='kvm':
-# a CPU model both hosts run, anonymous memory (QEMU madvises it for THP),
-# no disk, no network; a crash or reboot stops the domain, visibly.
-cat >"$work/$GUEST.xml" <<-XML
-<domain type='kvm'>
-  <name>$GUEST</name>
-  <memory unit='MiB'>$GUEST_MIB</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>$gdir/vmlinuz</kernel>
-    <initrd>$gdir/initrd.img</initrd>
-    <cmdline>console=ttyS0 quiet panic=1 presplit.buf_mib=$BUF_MIB presplit.dirty_mib_s=$DIRTY_MIB_S</cmdline>
-  </os>
-  <features><acpi/></features>
-  <cpu mode='custom' match='exact' check='none'><model fallback='forbid'>qemu64</model></cpu>
-  <clock offset='utc'/>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <controller type='usb' model='none'/>
-    <serial type='pty'>
-      <log file='/var/log/libvirt/qemu/$GUEST-console.log' append='on'/>
-      <target port='0'/>
-    </serial>
-    <console type='pty'><target type='serial' port='0'/></console>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-XML
-t0=$SECONDS
-out=$(on h1 "cat >/tmp/$GUEST.xml && virsh -q -c qemu:///system define /tmp/$GUEST.xml && virsh -q -c qemu:///system start $GUEST" <"$work/$GUEST.xml" 2>&1) || true
-check guest/started "on h1 after $((SECONDS - t0)) s: $(tr '\n' ' ' <<<"$out")" test "$(running_on)" = "h1 "
-line=$(wait_heartbeat h1 "$SETTLE" 1 600)
-check guest/heartbeat "$((SECONDS - t0)) s after start: ${line:-no status line}" test -n "$(field seq "$line")" -a "$(field errors "$line")" = 0
-info=$(host_info h1 guest-host-info)
-# The accelerator as the collection sees it, and KVM's own counts of the
-# guest's mappings (debugfs on this stock kernel).
-accel=$(ansible_json h1 guest-host-info-accel presplit.kvm.host_info "domains=$GUEST" | json_get 'r["domains"][0]["accelerator"] + "/" + r["domains"][0]["memory_backing"]')
-thp=$(on h1 "grep AnonHugePages /proc/\$(cat /run/libvirt/qemu/$GUEST.pid)/smaps_rollup" | tr -s ' ' || true)
-check guest/kvm "host_info: accelerator/backing $accel; mode tdp_mmu 4k 2m 1g source: $info; QEMU $thp" test "${accel%%/*}" = kvm
 
-echo "== $MIGRATIONS live migrations with presplit.kvm.live_migrate (qemu+tcp, peer to peer)"
-src=h1
-last_seq=$(field seq "$line")
-for i in $(seq "$MIGRATIONS"); do
-	dst=h2
-	[ "$src" = h2 ] && dst=h1
-	name=migrate/$i
-	# The guest must be alive on the source now, not just have been.
-	before=$(wait_heartbeat "$src" $((${last_seq:-0} + 1)) 0 "$HANG_S")
-	if ! fresh "$before" $((${last_seq:-0} + 1)); then
-		fail "$name/alive-before" "no new status line on $src after seq ${last_seq:-?} in $HANG_S s: the guest hangs; no further migrations"
-		break
-	fi
-	seq_before=$(field seq "$before") passes_before=$(field passes "$before")
-	info=$(host_info "$src" "$i-host-info-$src")
-	echo "   $i: $src -> $dst; before: $before; $src host_info (mode tdp_mmu 4k 2m 1g source): $info"
+declare -A SEQ PASSES
+for spec in "${GUESTS[@]}"; do
+	IFS=: read -r g backing dirty_log <<<"$spec"
+	echo "== nested guest $g on h1: KVM, $GUEST_MIB MiB on $backing, dirty $dirty_log, rewriting $DIRTY_MIB_S MiB/s of a $BUF_MIB MiB buffer"
+	domain_xml "$g" "$backing" "$dirty_log" >"$work/$g.xml"
 	t0=$SECONDS
-	res=$(ansible_json "$src" "$i-migrate" presplit.kvm.live_migrate "domain=$GUEST destination_host=$dst transport=tcp")
-	took=$((SECONDS - t0))
-	stats=$(json_get '"total %.1f s, downtime %s ms, %s iterations, %.0f MiB sent" % (r["migration"]["total_time_ms"] / 1000, r["migration"]["downtime_ms"], r["migration"]["iterations"], r["migration"]["data_transferred_bytes"] / 2**20)' <<<"$res")
-	check "$name/ok" "$src -> $dst: ${stats:-$(json_get 'r.get("msg", "")' <<<"$res" | head -c 300)} (ansible $took s, log $LOG_DIR/$i-migrate.log)" \
-		test "$(json_get 'r.get("changed")' <<<"$res")" = True -a -n "$stats"
-	check "$name/one-host" "running on: $(running_on)defined on: $(defined_on)" \
-		test "$(running_on)" = "$dst " -a "$(defined_on)" = "$dst "
-	# Alive on the destination: SETTLE more heartbeats, and two more passes
-	# over the buffer, so that one whole pass ran after the arrival.
-	after=$(wait_heartbeat "$dst" $((seq_before + SETTLE)) $((passes_before + 2)) "$HANG_S")
-	if fresh "$after" $((seq_before + SETTLE)); then
-		pass "$name/heartbeat" "on $dst: seq $seq_before -> $(field seq "$after"), passes $passes_before -> $(field passes "$after")"
-		check "$name/verified" "errors=$(field errors "$after") verified_pages=$(field verified_pages "$after")" \
-			test "$(field errors "$after")" = 0
-	else
-		fail "$name/heartbeat" "on $dst: seq $seq_before -> nothing newer in $HANG_S s (latest line there: ${after:-none})"
-		fail "$name/verified" "no status line after the arrival"
-		# What the guest's vCPU does, for whoever reads the logs.
-		on "$dst" "virsh domstats $GUEST; virsh qemu-monitor-command $GUEST --hmp 'info registers'; virsh qemu-monitor-command $GUEST --hmp 'info lapic'" \
-			>"$LOG_DIR/$i-hang-$dst.log" 2>&1 || true
-	fi
-	info=$(host_info "$dst" "$i-host-info-$dst")
-	echo "   $i: on $dst after arrival: host_info (mode tdp_mmu 4k 2m 1g source): $info"
-	last_seq=$(field seq "$after")
-	src=$dst
+	out=$(on h1 "cat >/tmp/$g.xml && virsh -q -c qemu:///system define /tmp/$g.xml && virsh -q -c qemu:///system start $g" <"$work/$g.xml" 2>&1) || true
+	where=$(placement "$g")
+	check "$g/started" "on h1 after $((SECONDS - t0)) s: $where $(tr '\n' ' ' <<<"$out")" test "$where" = "running: h1 defined: h1 "
+	line=$(wait_heartbeat h1 "$g" "$SETTLE" 1 600)
+	check "$g/heartbeat" "$((SECONDS - t0)) s after start: ${line:-no status line}" test -n "$(field seq "$line")" -a "$(field errors "$line")" = 0
+	SEQ[$g]=$(field seq "$line") PASSES[$g]=$(field passes "$line")
+	# The accelerator, backing and dirty log as the collection sees them, and
+	# KVM's own counts of the guest's mappings (debugfs on this stock kernel).
+	seen=$(ansible_json h1 "$g-host-info" presplit.kvm.host_info "domains=$g" | json_get '" ".join(str(x) for x in [r["domains"][0]["accelerator"], r["domains"][0]["memory_backing"], r["domains"][0]["counts"]])')
+	# shellcheck disable=SC2016 # expanded on the host
+	qemu=$(on h1 "pid=\$(cat /run/libvirt/qemu/$g.pid); tr '\\0' ' ' </proc/\$pid/cmdline | grep -Eo 'dirty-ring-size=[0-9]+'; grep -E 'AnonHugePages|Private_Hugetlb' /proc/\$pid/smaps_rollup" | tr -s ' \n' ' ' || true)
+	# (host_info says "hugetlb" for every hugetlbfs page size)
+	want="kvm ${backing%-2M} $([ "$dirty_log" = ring ] && echo ring || echo bitmap)"
+	got="$(cut -d' ' -f1-2 <<<"$seen") $(grep -q dirty-ring-size <<<"$qemu" && echo ring || echo bitmap)"
+	check "$g/kvm" "host_info: accelerator, backing, counts: $seen; QEMU: $qemu" test "$got" = "$want"
+	# The guest's kernel runs its LAPIC timer in TSC-deadline mode (see domain_xml).
+	lvtt=$(ask h1 "virsh -q -c qemu:///system qemu-monitor-command $g --hmp 'info lapic'" | grep -m1 -E '^LVTT[[:space:]]' | tr -s ' \t' ' ' || true)
+	check "$g/timer" "LAPIC timer: ${lvtt:-unreadable}" grep -q tsc-deadline <<<"$lvtt"
 done
+
+# --- migrations driven as a user drives a fleet ---------------------------------------
+# The host all guests run on now.
+at=h1
+reports=$LOG_DIR/reports
+mkdir -p "$reports"
+# After a hang or a failed rolling run nothing more moves: the guests may not
+# be where the next step expects them, and the rest would only repeat it.
+halted=false
+
+# alive NAME: every guest printed a new status line on the host it runs on.
+alive() {
+	local g now
+	for g in "${GUEST_NAMES[@]}"; do
+		now=$(wait_heartbeat "$at" "$g" $((SEQ[$g] + 1)) 0 "$HANG_S")
+		if ! fresh "$now" $((SEQ[$g] + 1)); then
+			fail "$1/$g/alive-before" "no new status line on $at after seq ${SEQ[$g]} in $HANG_S s: $g hangs; nothing more moves"
+			halted=true
+			return 1
+		fi
+		SEQ[$g]=$(field seq "$now") PASSES[$g]=$(field passes "$now")
+	done
+}
+
+# arrived NAME DST: each guest runs and is defined on DST only, its heartbeat
+# advanced by SETTLE there and its workload completed two more passes over its
+# buffer (so one whole pass ran after the arrival), with 0 verification errors
+# over its whole life.
+arrived() {
+	local name=$1 dst=$2 g after
+	for g in "${GUEST_NAMES[@]}"; do
+		where=$(placement "$g")
+		check "$name/$g/one-host" "$where" test "$where" = "running: $dst defined: $dst "
+		after=$(wait_heartbeat "$dst" "$g" $((SEQ[$g] + SETTLE)) $((PASSES[$g] + 2)) "$HANG_S")
+		if fresh "$after" $((SEQ[$g] + SETTLE)); then
+			pass "$name/$g/heartbeat" "on $dst: seq ${SEQ[$g]} -> $(field seq "$after"), passes ${PASSES[$g]} -> $(field passes "$after")"
+			check "$name/$g/verified" "errors=$(field errors "$after") verified_pages=$(field verified_pages "$after")" \
+				test "$(field errors "$after")" = 0
+			SEQ[$g]=$(field seq "$after") PASSES[$g]=$(field passes "$after")
+		else
+			fail "$name/$g/heartbeat" "on $dst: seq ${SEQ[$g]} -> nothing newer in $HANG_S s (latest line there: ${after:-none})"
+			fail "$name/$g/verified" "no status line after the arrival"
+			halted=true
+			# What the guest's vCPU does, for whoever reads the logs.
+			on "$dst" "virsh domstats $g; virsh qemu-monitor-command $g --hmp 'info registers'; virsh qemu-monitor-command $g --hmp 'info lapic'" \
+				>"$LOG_DIR/${name//\//-}-$g-hang-$dst.log" 2>&1 || true
+		fi
+	done
+	at=$dst
+}
+
+# report_entry JSON GUEST: GUEST's migration in a run report (migration_report's
+# record) as "status presplit-status huge-before huge-after huge-at-start
+# huge-split job-s downtime-ms iterations", "-" for what is unknown.
+report_entry() {
+	[ -f "$1" ] || return 0
+	json_get 'next(" ".join(str("-" if v is None else v) for v in [m["status"], m["huge_mappings"]["presplit_status"], m["huge_mappings"]["before_presplit"], m["huge_mappings"]["after_presplit"], m["huge_mappings"]["at_migration_start"], m["huge_mappings"]["split_in_migration"], m["measured_s"], m["downtime_ms"], m["iterations"]]) for m in r["migrations"] if m["domain"] == "'"$2"'")' <"$1" 2>/dev/null || true
+}
+
+# check_migrated NAME FROM-TO EXPECT JSON: each guest's entry in the run report
+# JSON says it migrated, and KVM's counts of its huge mappings:
+#   presplit  a pre-split on a patched source: huge mappings before it, none
+#             after, none split inside the migration;
+#   baseline  no pre-split (or a stock source): huge mappings at the start,
+#             and the migration split some (eager split, in the dirty-log
+#             enable with the ring, in the CLEARs with the bitmap);
+#   ""        only printed (kvm.eager_page_split=0: the migration zaps huge
+#             mappings on write faults instead of splitting them).
+check_migrated() {
+	local name=$1 route=$2 expect=$3 json=$4 g entry f
+	for g in "${GUEST_NAMES[@]}"; do
+		entry=$(report_entry "$json" "$g")
+		check "$name/$g/migrated" "$route: status, pre-split, huge before/after/at start/split, job s, downtime ms, iterations: ${entry:-not in $json}" \
+			test "${entry%% *}" = migrated
+		# (padded: a missing entry still gives every field, as "-")
+		read -r -a f <<<"$entry - - - - - - - - -"
+		case $expect in
+		presplit)
+			check "$name/$g/presplit" "pre-split ${f[1]}: huge mappings ${f[2]} before, ${f[3]} after" \
+				test "${f[2]}" != - -a "${f[2]}" != 0 -a "${f[3]}" = 0
+			check "$name/$g/split-in-migration" "huge mappings split inside the migration: ${f[5]} (at its start: ${f[4]})" \
+				test "${f[5]}" = 0
+			;;
+		baseline)
+			check "$name/$g/split-in-migration" "no pre-split (${f[1]}): huge mappings at the start ${f[4]}, split inside the migration ${f[5]}" \
+				test "${f[4]}" != - -a "${f[4]}" != 0 -a "${f[5]}" != - -a "${f[5]}" != 0
+			;;
+		esac
+	done
+}
+
+# migrate NAME DST PRESPLIT EXPECT: every guest from where they run to DST with
+# the collection's playbook presplit.kvm.migrate (the live_migration role:
+# pre-split with hold when PRESPLIT is true and the source is patched, the
+# module, its post-check, the run report), then the checks above.
+migrate() {
+	local name=$1 dst=$2 presplit=$3 expect=$4 src=$at t0=$SECONDS domains
+	$halted && return 0
+	alive "$name" || return 0
+	domains=$(printf '"%s",' "${GUEST_NAMES[@]}")
+	playbook "$name" presplit.kvm.migrate -e migrate_source="$src" \
+		-e "{\"migrate_domains\": [${domains%,}], \"migrate_destinations\": [\"$dst\"], \"live_migration_presplit\": $presplit}" \
+		-e live_migration_transport=tcp -e live_migration_report_dir="$reports" -e "live_migration_report_name=$name" ||
+		halted=true # the checks below say what went wrong; nothing moves after them
+	echo "   $name: $src -> $dst, pre-split $presplit: ansible $((SECONDS - t0)) s"
+	check_migrated "$name" "$src -> $dst, pre-split $presplit" "$expect" "$reports/$name.json"
+	arrived "$name" "$dst"
+}
+
+# rolling NAME HOSTS EXTRA_JSON: presplit.kvm.rolling_maintenance over HOSTS
+# with the step kernel_stage (method modules: the patched KVM modules that
+# kernel-patch/build-modules.sh builds on this machine, cached), run id
+# $run_id, guests returned, reports in $reports.  Post-copy is not planned:
+# the tier checks pre-copy over dirty logging.
+run_id=e2e-$(date +%s)
+rolling() {
+	local name=$1 hosts=$2 extra=$3 t0=$SECONDS rc=0
+	$halted && return 0
+	alive "$name" || return 0
+	playbook "$name" presplit.kvm.rolling_maintenance -e rolling_hosts="$hosts" \
+		-e rolling_maintenance_run_id="$run_id" -e rolling_maintenance_transport=tcp \
+		-e rolling_maintenance_kernel_stage_method=modules -e rolling_maintenance_return_guests=true \
+		-e rolling_maintenance_allow_post_copy=false -e rolling_maintenance_report_dir="$reports" \
+		-e "$extra" || rc=$?
+	# A failed run leaves the guests where its rescue says: nothing moves after it.
+	[ "$rc" = 0 ] || halted=true
+	check "$name/ok" "rolling_maintenance over $hosts, run $run_id: exit $rc, $(grep -E '^h[12] +:' "$LOG_DIR/$name.log" | tr -s ' ' | tr '\n' ';') (ansible $((SECONDS - t0)) s, log $LOG_DIR/$name.log)" \
+		test "$rc" = 0
+}
+
+if [ "$PLAN" = full ]; then
+	echo "== rolling maintenance, first host: h1 (kernel_stage, modules), its guests out to h2 and back"
+	rolling rolling-h1 h1 '{"rolling_maintenance_peers": ["h2"]}'
+	for h in "${HOSTS[@]}"; do
+		mode=$(host_mode "$h" "$h-host-info-rolling-h1")
+		want=eager-split-only
+		[ "$h" = h1 ] && want=patched
+		check "rolling-h1/$h-mode" "host_info mode $mode (want $want)" test "$mode" = "$want"
+	done
+	check_migrated rolling-h1/evacuate "h1 -> h2 (stock -> stock)" baseline "$reports/rolling-$run_id-h1-evacuate.json"
+	check_migrated rolling-h1/return "h2 -> h1 (stock -> patched)" baseline "$reports/rolling-$run_id-h1-return-from-h2.json"
+	$halted || arrived rolling-h1 h1
+
+	echo "== mixed fleet: patched h1 -> stock h2 with pre-split and hold"
+	migrate mixed h2 true presplit
+
+	echo "== rolling maintenance resumed (same run id): h1 done and skipped; h2 staged, its guests out to h1 and back"
+	rolling rolling-h2 hypervisors '{}'
+	mode=$(host_mode h2 h2-host-info-rolling-h2)
+	check "rolling-h2/h2-mode" "host_info mode $mode (want patched)" test "$mode" = patched
+	check rolling-h2/h1-skipped "h1 is done in run $run_id: skipped (log $LOG_DIR/rolling-h2.log)" \
+		grep -q "h1: run $run_id finished here" "$LOG_DIR/rolling-h2.log"
+	check_migrated rolling-h2/evacuate "h2 -> h1 (stock -> patched)" baseline "$reports/rolling-$run_id-h2-evacuate.json"
+	check_migrated rolling-h2/return "h1 -> h2 (patched -> patched)" presplit "$reports/rolling-$run_id-h2-return-from-h1.json"
+	$halted || arrived rolling-h2 h2
+fi
+
+# other: the host the guests do not run on.
+other() { if [ "$at" = h1 ]; then echo h2; else echo h1; fi; }
+
+echo "== $MIGRATIONS migrations between patched hosts with pre-split and hold"
+for i in $(seq "$MIGRATIONS"); do
+	migrate "patched-$i" "$(other)" true presplit
+done
+
+echo "== baseline between patched hosts: no pre-split"
+migrate patched-baseline "$(other)" false baseline
+
+if [ "$PLAN" = full ]; then
+	echo "== kvm.eager_page_split=0 on both hosts: with and without pre-split"
+	for h in "${HOSTS[@]}"; do on "$h" 'echo N >/sys/module/kvm/parameters/eager_page_split'; done
+	migrate no-eager-presplit "$(other)" true presplit
+	migrate no-eager "$(other)" false ""
+	for h in "${HOSTS[@]}"; do on "$h" 'echo Y >/sys/module/kvm/parameters/eager_page_split'; done
+fi
 
 echo "== after"
 for h in "${HOSTS[@]}"; do
 	info=$(host_info "$h" "$h-host-info-after")
-	echo "   $h host_info (mode tdp_mmu 4k 2m 1g source): $info"
+	echo "   $h host_info (mode, tdp_mmu | guest backing 4k 2m 1g source): $info"
 	# Kernel warnings, oopses, lockdep and RCU stall reports, soft lockups.
 	# ("WARNING: CPU:" is WARN()'s; the boot's SRSO notice says "WARNING: See".)
-	bad=$(on "$h" dmesg | grep -E 'WARNING: CPU|cut here|BUG:|Oops|lockdep|INFO: rcu|rcu_.*stall|soft lockup|hung_task' | head -n 3 || true)
+	bad=$(ask "$h" dmesg | grep -E 'WARNING: CPU|cut here|BUG:|Oops|lockdep|INFO: rcu|rcu_.*stall|soft lockup|hung_task' | head -n 3 || true)
 	check "$h/dmesg" "${bad:-no WARN, BUG, lockdep, RCU stall or lockup report}" test -z "$bad"
+done
+# The run reports as a browser shows them: a row per guest with its huge
+# mappings (headless Chromium, tests/e2e/check-report.py).
+for page in "$reports"/*.html; do
+	[ -e "$page" ] || continue
+	out=$(python3 "$E2E_DIR/check-report.py" "$page" "${GUEST_NAMES[@]}" 2>&1) && rc=0 || rc=$?
+	check "report/$(basename "$page" .html)" "$(tr '\n' ';' <<<"$out")" test "$rc" = 0
 done
 collect_logs
 echo "== done after $((SECONDS - started)) s of host time (logs $LOG_DIR)"

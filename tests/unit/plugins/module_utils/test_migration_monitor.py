@@ -108,6 +108,18 @@ def test_success_applies_due_downtime_steps_only():
     assert outcome.elapsed_s == pytest.approx(0.5)
 
 
+def test_every_poll_of_the_running_job_reaches_on_sample():
+    domain = FakeMigratingDomain(finish_after=4)
+    seen = []
+    monitor = mm.MigrationMonitor(domain, migration_until_stopped(domain), libvirt, 0.02, [], None, "abort",
+                                  clock=domain.clock, on_sample=lambda stats, elapsed: seen.append(
+                                      (stats["memory_iteration"], round(elapsed, 1))))
+    outcome = monitor.run()
+    assert [pair[0] for pair in seen] == [s["memory_iteration"] for s in outcome.samples]
+    # (the elapsed time is taken before the poll that advances the stand-in clock)
+    assert seen[:4] == [(1, 0.0), (2, 0.1), (3, 0.2), (4, 0.3)]
+
+
 def test_end_of_migration_is_seen_without_waiting_a_poll_interval():
     # Waiting for the next poll would take the whole 60 s interval; seeing the end of this
     # 0.1 s call at once stays far below half of it on however slow a machine.

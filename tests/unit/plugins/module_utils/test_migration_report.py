@@ -106,6 +106,41 @@ def test_bad_results_are_refused_with_the_reason(results, message):
         build_record(results)
 
 
+def test_huge_mappings_before_and_after_the_presplit_and_split_in_the_migration():
+    presplit = {"domain": "vm1", "status": "split", "before": {"pages_4k": 476, "pages_2m": 121, "pages_1g": 1},
+                "after": {"pages_4k": 62940, "pages_2m": 0, "pages_1g": 0}, "nr_split": 122}
+    mappings = {"source": "stats-fd", "at_start": {"pages_4k": 62940, "pages_2m": 0, "pages_1g": 0},
+                "huge_split": 0}
+    baseline = {"source": "debugfs", "at_start": {"pages_4k": 400, "pages_2m": 104}, "huge_split": 97}
+    record = build_record([dict(result("vm1", "h2"), presplit=presplit, source_mappings=mappings),
+                           dict(result("vm2", "h2"), presplit=None, source_mappings=baseline),
+                           result("vm3", "h2")])
+
+    assert [m["huge_mappings"] for m in record["migrations"]] == [
+        {"presplit_status": "split", "before_presplit": 122, "after_presplit": 0, "at_migration_start": 0,
+         "split_in_migration": 0},
+        {"presplit_status": None, "before_presplit": None, "after_presplit": None, "at_migration_start": 104,
+         "split_in_migration": 97},
+        {"presplit_status": None, "before_presplit": None, "after_presplit": None, "at_migration_start": None,
+         "split_in_migration": None}]
+    page = render_html(record)
+    assert "<td>122 / 0</td><td>0</td>" in page and "<td>-</td><td>97</td>" in page
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"presplit": {"before": {"pages_2m": "many"}}}, r"presplit.before.pages_2m must be a non-negative whole"),
+    ({"presplit": {"before": {"pages_2m": -1}}}, r"presplit.before.pages_2m must be a non-negative whole"),
+    ({"presplit": {"after": [1, 2]}}, r"presplit.after must be a dict"),
+    ({"source_mappings": {"huge_split": 1.5}}, r"source_mappings.huge_split must be a whole number"),
+    ({"source_mappings": {"huge_split": True}}, r"source_mappings.huge_split must be a whole number"),
+    ({"source_mappings": "97"}, r"presplit and source_mappings must be dicts"),
+    ({"presplit": {"status": 3}}, r"presplit.status must be a string"),
+])
+def test_malformed_mapping_counts_are_refused_naming_the_field(extra, message):
+    with pytest.raises(ReportError, match="result for vm1: " + message):
+        build_record([dict(result("vm1", "h2"), **extra)])
+
+
 def test_a_plan_without_waves_is_refused():
     with pytest.raises(ReportError, match="evacuation_plan"):
         build_record([result("vm1", "h2")], {"placement": {}})
