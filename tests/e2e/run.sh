@@ -47,8 +47,8 @@ REPO=$(cd "$E2E_DIR/../.." && pwd)
 CACHE=${PRESPLIT_CACHE:-/var/cache/presplit-kvm}/e2e
 LOG_DIR=${E2E_LOG_DIR:-$CACHE/logs}
 # E2E_PLAN=full: the rolling runs, the mixed fleet, the patched migrations, the
-# baseline and kvm.eager_page_split=0 (make e2e).  E2E_PLAN=ci: make test's
-# share: both hosts staged with presplit.kvm.kernel_stage before any guest
+# baseline and kvm.eager_page_split=0 (make e2e).  E2E_PLAN=ci: the share
+# meant for make test: both hosts staged with presplit.kvm.kernel_stage before any guest
 # runs, then the patched migrations and the baseline (make e2e-ci).
 PLAN=${E2E_PLAN:-full}
 # Migrations of the guests between the patched hosts with pre-split, besides
@@ -68,7 +68,8 @@ if ! [[ $MIGRATIONS =~ ^[0-9]{1,3}$ ]]; then
 	exit 2
 fi
 # E2E_KEEP=1: leave the hosts running at the end (their ssh commands are
-# printed); kill the two QEMU pids printed to end them.
+# printed); kill the two QEMU pids printed to end them.  E2E_KEEP=failure:
+# the same, only when a check failed.
 KEEP=${E2E_KEEP:-0}
 # Hypervisor RAM: the nested guests plus libvirtd, QEMU and a Debian userland.
 HOST_MIB=${E2E_HOST_MIB:-2560}
@@ -140,7 +141,7 @@ collect_logs() {
 cleanup() {
 	local h
 	collect_logs
-	if [ "$KEEP" = 1 ] && [ -n "${H_PID[h2]:-}" ]; then
+	if { [ "$KEEP" = 1 ] || { [ "$KEEP" = failure ] && grep -q '^FAIL ' "$report"; }; } && [ -n "${H_PID[h2]:-}" ]; then
 		for h in "${HOSTS[@]}"; do
 			echo "   kept $h: QEMU pid ${H_PID[$h]}; ssh -o UserKnownHostsFile=$work/known_hosts -i $VM_DIR/id_ed25519 -p ${H_PORT[$h]} root@127.0.0.1"
 		done
@@ -329,12 +330,10 @@ hugetlb_pool_pages() {
 # (roles/lab/templates/domain.xml.j2) as type='kvm', with a CPU model both
 # hosts run, no disk, no network; a crash or reboot stops the domain,
 # visibly.  The CPU has the TSC-deadline timer, as guests on today's hosts
-# do: with qemu64's LAPIC one-shot timer a guest hangs when its timer
-# expires during the migration's final pause (KVM counts the expiry as
-# pending, injects it at the next KVM_RUN, which never comes on the source,
-# and KVM_GET_LAPIC carries neither; the guest idles on the destination with
-# no timer armed).  Seen twice here, on the stock and on the patched
-# kernel; a TSC deadline is migrated as an MSR and fires on arrival.  BACKING thp: anonymous memory (QEMU madvises it for THP; the
+# do: qemu64's one-shot LAPIC timer can lose an interrupt that expires in the
+# migration's final pause (KVM counts it as pending until the next KVM_RUN,
+# which never comes on the source, and KVM_GET_LAPIC does not carry the
+# count); a TSC deadline is migrated as an MSR and fires on arrival.  BACKING thp: anonymous memory (QEMU madvises it for THP; the
 # hosts' THP mode is "always"); hugetlb-2M: libvirt's <hugepages>.
 # DIRTY_LOG ring: KVM's dirty ring (libvirt >= 8.0) instead of the bitmap.
 domain_xml() {
@@ -548,9 +547,14 @@ arrived() {
 			fail "$name/$g/heartbeat" "on $dst: seq ${SEQ[$g]} -> nothing newer in $HANG_S s (latest line there: ${after:-none})"
 			fail "$name/$g/verified" "no status line after the arrival"
 			halted=true
-			# What the guest's vCPU does, for whoever reads the logs.
-			on "$dst" "virsh domstats $g; virsh qemu-monitor-command $g --hmp 'info registers'; virsh qemu-monitor-command $g --hmp 'info lapic'" \
-				>"$LOG_DIR/${name//\//-}-$g-hang-$dst.log" 2>&1 || true
+			# What the guest's vCPU does, and the clocks of the controller
+			# and of both hosts, for whoever reads the logs.
+			{
+				on "$dst" "virsh domstats $g; virsh qemu-monitor-command $g --hmp 'info registers'; virsh qemu-monitor-command $g --hmp 'info lapic'"
+				for h in "${HOSTS[@]}"; do
+					echo "controller $(date +%s.%N), $h: $(ask "$h" 'date +%s.%N; cat /sys/devices/system/clocksource/clocksource0/current_clocksource; dmesg | grep -iE "tsc|clocksource" | tail -n 5')"
+				done
+			} >"$LOG_DIR/${name//\//-}-$g-hang-$dst.log" 2>&1 || true
 		fi
 	done
 	at=$dst
