@@ -336,6 +336,8 @@ hugetlb_pool_pages() {
 # count); a TSC deadline is migrated as an MSR and fires on arrival.  BACKING thp: anonymous memory (QEMU madvises it for THP; the
 # hosts' THP mode is "always"); hugetlb-2M: libvirt's <hugepages>.
 # DIRTY_LOG ring: KVM's dirty ring (libvirt >= 8.0) instead of the bitmap.
+# The guest kernel's warnings (loglevel=5: clocksource, RCU stalls, soft
+# lockups) go to the console log with the workload's status lines.
 domain_xml() {
 	local name=$1 memory_backing="" kvm_features=""
 	[ "$2" = hugetlb-2M ] && memory_backing="<memoryBacking><hugepages><page size='2048' unit='KiB'/></hugepages></memoryBacking>"
@@ -350,7 +352,7 @@ domain_xml() {
 	    <type arch='x86_64' machine='pc'>hvm</type>
 	    <kernel>$gdir/vmlinuz</kernel>
 	    <initrd>$gdir/initrd.img</initrd>
-	    <cmdline>console=ttyS0 quiet panic=1 presplit.buf_mib=$BUF_MIB presplit.dirty_mib_s=$DIRTY_MIB_S</cmdline>
+	    <cmdline>console=ttyS0 loglevel=5 panic=1 presplit.buf_mib=$BUF_MIB presplit.dirty_mib_s=$DIRTY_MIB_S</cmdline>
 	  </os>
 	  <features><acpi/>$kvm_features</features>
 	  <cpu mode='custom' match='exact' check='none'>
@@ -547,10 +549,11 @@ arrived() {
 			fail "$name/$g/heartbeat" "on $dst: seq ${SEQ[$g]} -> nothing newer in $HANG_S s (latest line there: ${after:-none})"
 			fail "$name/$g/verified" "no status line after the arrival"
 			halted=true
-			# What the guest's vCPU does, and the clocks of the controller
-			# and of both hosts, for whoever reads the logs.
+			# What the guest's vCPU does, what its kernel said last, and the
+			# clocks of the controller and of both hosts, for whoever reads
+			# the logs.
 			{
-				on "$dst" "virsh domstats $g; virsh qemu-monitor-command $g --hmp 'info registers'; virsh qemu-monitor-command $g --hmp 'info lapic'"
+				on "$dst" "virsh domstats $g; virsh qemu-monitor-command $g --hmp 'info registers'; virsh qemu-monitor-command $g --hmp 'info lapic'; tail -n 40 /var/log/libvirt/qemu/$g-console.log"
 				for h in "${HOSTS[@]}"; do
 					echo "controller $(date +%s.%N), $h: $(ask "$h" 'date +%s.%N; cat /sys/devices/system/clocksource/clocksource0/current_clocksource; dmesg | grep -iE "tsc|clocksource" | tail -n 5')"
 				done

@@ -1,7 +1,9 @@
 """Finding a domain's QEMU and taking its VM fd: real processes on this machine's /dev/kvm."""
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 
 import pytest
 
@@ -104,7 +106,23 @@ def test_starttime_parsing_survives_hostile_comm(tmp_path):
         proc.wait()
 
 
-def test_non_root_caller_is_refused_before_touching_anything(qemu_domains, run_python):
+def world_readable_module_utils(collections_path):
+    """A copy of the collection's module_utils that user nobody can import: the checkout
+    may sit where only root can enter (root's home is 0700 on Debian)."""
+    root = tempfile.mkdtemp(prefix="presplit-nobody-")
+    os.chmod(root, 0o755)
+    package = os.path.join("ansible_collections", "presplit", "kvm", "plugins", "module_utils")
+    shutil.copytree(os.path.join(collections_path, package), os.path.join(root, package),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for parent, dirs, files in os.walk(root):
+        for name in dirs:
+            os.chmod(os.path.join(parent, name), 0o755)
+        for name in files:
+            os.chmod(os.path.join(parent, name), 0o644)
+    return root
+
+
+def test_non_root_caller_is_refused_before_touching_anything(qemu_domains, run_python, collections_path):
     dom = qemu_domains.start("rootonly")
     code = ("import json, os, sys\n"
             "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
@@ -113,7 +131,11 @@ def test_non_root_caller_is_refused_before_touching_anything(qemu_domains, run_p
             "    kvm_process.take_vm_fd(int(sys.argv[1]), sys.argv[2])\n"
             "except kvm_errors.PresplitError as exc:\n"
             "    print(json.dumps(exc.as_dict()))\n")
-    result = run_python(code, str(dom["pid"]), dom["uuid"], cwd="/")
+    readable = world_readable_module_utils(collections_path)
+    try:
+        result = run_python(code, str(dom["pid"]), dom["uuid"], cwd="/", env={"PYTHONPATH": readable})
+    finally:
+        shutil.rmtree(readable)
     assert result.returncode == 0, result.stderr
     error = json.loads(result.stdout)
     assert error["code"] == "permission_denied"
