@@ -21,16 +21,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.presplit.kvm.plugins.module_utils.kvm_counts import read_mapping_counts
+from ansible_collections.presplit.kvm.plugins.module_utils.kvm_counts import huge_mappings, read_mapping_counts
 from ansible_collections.presplit.kvm.plugins.module_utils.kvm_domain import pid_from_run_dir
 from ansible_collections.presplit.kvm.plugins.module_utils.kvm_errors import PresplitError
 from ansible_collections.presplit.kvm.plugins.module_utils.kvm_process import take_vm_fd
-
-HUGE = ("pages_2m", "pages_1g")
-
-
-def huge_count(counts):
-    return sum(counts.get(name, 0) for name in HUGE)
+from ansible_collections.presplit.kvm.plugins.module_utils.kvm_uapi import LEVEL_4K
 
 
 def open_source_vm(name, uuid):
@@ -103,6 +98,7 @@ class SourceMappings:
         self._stop()
         split = None
         if self.at_start is not None and self.last_read is not None:
-            split = huge_count(self.at_start) - huge_count(self.last_read)
+            # Huge = above 4K: what a split to 4K leaves none of.
+            split = huge_mappings(self.at_start, LEVEL_4K) - huge_mappings(self.last_read, LEVEL_4K)
         return {"source": self.source, "at_start": self.at_start, "last_read": self.last_read,
                 "reads": self.reads, "huge_split": split, "error": self.error}
