@@ -44,8 +44,8 @@ import os
 import re
 import xml.etree.ElementTree as ET
 
-from ansible_collections.presplit.kvm.plugins.module_utils.kvm_domain import UNIT_BYTES
-from ansible_collections.presplit.kvm.plugins.module_utils.kvm_host import hugetlb_page_counts, thp_mode, thp_shmem_mode
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.domain import UNIT_BYTES
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.host import hugetlb_page_counts, thp_mode, thp_shmem_mode
 from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_client import (
     STATE_NAMES, active_domains, host_cpus)
 from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_dirty_rate import (

@@ -21,11 +21,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.presplit.kvm.plugins.module_utils.kvm_counts import huge_mappings, read_mapping_counts
-from ansible_collections.presplit.kvm.plugins.module_utils.kvm_domain import pid_from_run_dir
-from ansible_collections.presplit.kvm.plugins.module_utils.kvm_errors import PresplitError
-from ansible_collections.presplit.kvm.plugins.module_utils.kvm_process import take_vm_fd
-from ansible_collections.presplit.kvm.plugins.module_utils.kvm_uapi import LEVEL_4K
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.counts import huge_mappings, read_mapping_counts
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.domain import pid_from_run_dir
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.errors import PresplitError
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.process import take_vm_fd
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.uapi import LEVEL_4K
 
 
 def open_source_vm(name, uuid):

@@ -208,8 +208,8 @@ domains:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.presplit.kvm.plugins.module_utils.kvm_errors import PresplitError
-from ansible_collections.presplit.kvm.plugins.module_utils.kvm_presplit_ops import HOST_ARGUMENT_SPEC, host_from_params
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.errors import PresplitError
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.ops import HOST_ARGUMENT_SPEC, host_from_params
 
 
 def main():

@@ -327,7 +327,7 @@ def _kernel_mode(requested):
     if requested != 'detect':
         return requested, 'given by the kernel_mode option'
     # Imported here: the KVM layer opens /dev/kvm and needs nothing else from this module.
-    from ansible_collections.presplit.kvm.plugins.module_utils.kvm_host import host_facts
+    from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.host import host_facts
     facts = host_facts()
     return facts['mode'], facts['mode_reason']
 

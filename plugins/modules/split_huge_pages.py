@@ -208,9 +208,9 @@ domains:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.presplit.kvm.plugins.module_utils.kvm_errors import (
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.errors import (
     DomainNotFound, DomainNotRunning, NotKvmAccelerated, PresplitError, Unsupported)
-from ansible_collections.presplit.kvm.plugins.module_utils.kvm_presplit_ops import HOST_ARGUMENT_SPEC, host_from_params
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.ops import HOST_ARGUMENT_SPEC, host_from_params
 
 
 def _status(result, state):

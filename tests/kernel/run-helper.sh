@@ -104,7 +104,7 @@ build_base() {
 }
 
 # The part rebuilt every run (small): init, the modules, the guest driver and
-# holder, and the helper code straight from plugins/module_utils laid out
+# holder, and the helper package straight from plugins/module_utils laid out
 # like roles/presplit/tasks/install.yml installs it, launcher included.
 build_run_archive() {
 	local out=$1 holder=$2 root lib
@@ -116,14 +116,13 @@ build_run_archive() {
 	cp "$(patched_module kvm "$MODULES_DIR")" "$(patched_module kvm-amd "$MODULES_DIR")" "$root/lib/modules/patched/"
 	cp "$HELPER_DIR/guest_driver.py" "$root/helper/"
 	cp "$holder" "$root/helper/holder"
-	cp "$REPO"/plugins/module_utils/kvm_*.py "$lib/"
-	echo "# presplit.kvm host helper (module_utils of the collection)" >"$lib/__init__.py"
+	cp "$REPO"/plugins/module_utils/presplit_kvm_helper/*.py "$lib/"
 	cat >"$root/usr/local/sbin/kvm-presplit" <<-'LAUNCHER'
 	#!/usr/bin/python3
 	import sys
 
 	sys.path.insert(0, "/usr/local/lib/presplit-kvm")
-	from presplit_kvm_helper.kvm_presplit_cli import main
+	from presplit_kvm_helper.cli import main
 
 	sys.exit(main())
 	LAUNCHER

@@ -41,12 +41,12 @@ L2_TIMEOUT_S = 300
 sys.path.insert(0, HELPER_LIB)
 # Imported by name: the package exists only inside the guest, laid out by
 # run-helper.sh exactly as roles/presplit/tasks/install.yml lays it out.
-kvm_counts = importlib.import_module("presplit_kvm_helper.kvm_counts")
-kvm_host = importlib.import_module("presplit_kvm_helper.kvm_host")
-kvm_ioctl = importlib.import_module("presplit_kvm_helper.kvm_ioctl")
-kvm_pidfd = importlib.import_module("presplit_kvm_helper.kvm_pidfd")
-kvm_split = importlib.import_module("presplit_kvm_helper.kvm_split")
-kvm_uapi = importlib.import_module("presplit_kvm_helper.kvm_uapi")
+kvm_counts = importlib.import_module("presplit_kvm_helper.counts")
+kvm_host = importlib.import_module("presplit_kvm_helper.host")
+kvm_ioctl = importlib.import_module("presplit_kvm_helper.ioctl")
+kvm_pidfd = importlib.import_module("presplit_kvm_helper.pidfd")
+kvm_split = importlib.import_module("presplit_kvm_helper.split")
+kvm_uapi = importlib.import_module("presplit_kvm_helper.uapi")
 
 
 def emit(check, **data):

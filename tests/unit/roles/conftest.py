@@ -1,5 +1,5 @@
-"""Role variables evaluated by ansible-playbook itself: a test writes a play over the role's
-vars files and runs it once on localhost with its cases as extra vars."""
+"""Roles run by ansible-playbook itself on localhost: a test writes a play (over a role's vars
+files, or including its tasks) and runs it with its cases as extra vars."""
 
 import json
 import os
@@ -12,8 +12,19 @@ REPO = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", "..", ".."
 ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
 
 
+@pytest.fixture(scope="session")
+def run_playbook():
+    """run_playbook(playbook, *args) -> ansible-playbook's CompletedProcess, run on localhost
+    with the checkout's ansible.cfg (the collection through build/collections)."""
+    def run(playbook, *args):
+        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
+        return subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", str(playbook)] + list(args),
+                              capture_output=True, text=True, env=env, cwd=REPO, timeout=300, check=False)
+    return run
+
+
 @pytest.fixture(scope="module")
-def run_local_play(tmp_path_factory):
+def run_local_play(tmp_path_factory, run_playbook):
     """run_local_play(play, role_files, extra_vars) -> the directory the play may write to
     (extra var ``output_dir``). ``play`` is YAML with ``%(vars_files)s`` where the role
     files go, each given as "<role>/<path>"; a failing play fails the test with its output."""
@@ -22,10 +33,7 @@ def run_local_play(tmp_path_factory):
         paths = [os.path.join(REPO, "roles", name) for name in role_files]
         (tmp / "play.yml").write_text(play % {"vars_files": json.dumps(paths)})
         (tmp / "vars.json").write_text(json.dumps(dict(extra_vars, output_dir=str(tmp))))
-        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
-        proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", str(tmp / "play.yml"),
-                               "-e", "@%s" % (tmp / "vars.json")],
-                              capture_output=True, text=True, env=env, cwd=REPO, timeout=300, check=False)
+        proc = run_playbook(tmp / "play.yml", "-e", "@%s" % (tmp / "vars.json"))
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return tmp
     return run

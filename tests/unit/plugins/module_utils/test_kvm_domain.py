@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ansible_collections.presplit.kvm.plugins.module_utils import kvm_domain, kvm_errors
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper import domain as kvm_domain, errors as kvm_errors
 
 libvirt = pytest.importorskip("libvirt")
 

@@ -1,7 +1,7 @@
 """The helper's hold record set against the kernel's count of held pages."""
 import pytest
 
-from ansible_collections.presplit.kvm.plugins.module_utils.kvm_hold_state import compare_with_kernel
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.hold_state import compare_with_kernel
 
 RECORD = {"uuid": "u", "pid": 1, "starttime": 2, "target_level": 1, "gpa": 0, "size": 1 << 30, "since": 100.0}
 

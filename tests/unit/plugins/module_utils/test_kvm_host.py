@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from ansible_collections.presplit.kvm.plugins.module_utils import kvm_host
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper import host as kvm_host
 
 
 def _param(name):

@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from ansible_collections.presplit.kvm.plugins.module_utils.kvm_presplit_cli import ProgressBar
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.cli import ProgressBar
 
 CLI = ("import sys\n"
-       "from ansible_collections.presplit.kvm.plugins.module_utils.kvm_presplit_cli import main\n"
+       "from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.cli import main\n"
        "sys.exit(main(sys.argv[1:]))\n")
 HOSTILE = "web 01 'prod' \"x\" $(reboot); `id` & ü ☃"
 

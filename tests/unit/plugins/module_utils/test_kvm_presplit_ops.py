@@ -14,7 +14,7 @@ import pytest
 
 SCRIPT = r"""
 import json, sys
-from ansible_collections.presplit.kvm.plugins.module_utils import kvm_presplit_ops, kvm_uapi
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper import ops as kvm_presplit_ops, uapi as kvm_uapi
 
 calls = []
 

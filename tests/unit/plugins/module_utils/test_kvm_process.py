@@ -7,8 +7,8 @@ import tempfile
 
 import pytest
 
-from ansible_collections.presplit.kvm.plugins.module_utils import kvm_counts, kvm_errors, kvm_ioctl
-from ansible_collections.presplit.kvm.plugins.module_utils import kvm_pidfd, kvm_process, kvm_split
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper import counts as kvm_counts, errors as kvm_errors, ioctl as kvm_ioctl
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper import pidfd as kvm_pidfd, process as kvm_process, split as kvm_split
 
 
 def test_holder_fd_duplicates_but_vm_ioctls_get_eio(kvm_holder):
@@ -126,7 +126,7 @@ def test_non_root_caller_is_refused_before_touching_anything(qemu_domains, run_p
     dom = qemu_domains.start("rootonly")
     code = ("import json, os, sys\n"
             "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
-            "from ansible_collections.presplit.kvm.plugins.module_utils import kvm_errors, kvm_process\n"
+            "from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper import errors as kvm_errors, process as kvm_process\n"
             "try:\n"
             "    kvm_process.take_vm_fd(int(sys.argv[1]), sys.argv[2])\n"
             "except kvm_errors.PresplitError as exc:\n"

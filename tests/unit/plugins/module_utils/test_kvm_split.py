@@ -10,7 +10,8 @@ import os
 
 import pytest
 
-from ansible_collections.presplit.kvm.plugins.module_utils import kvm_errors, kvm_ioctl, kvm_split, kvm_uapi
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper import errors as kvm_errors, ioctl as kvm_ioctl
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper import split as kvm_split, uapi as kvm_uapi
 
 GIB = 1 << 30
 

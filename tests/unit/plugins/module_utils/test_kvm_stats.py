@@ -4,7 +4,7 @@ import struct
 
 import pytest
 
-from ansible_collections.presplit.kvm.plugins.module_utils import kvm_ioctl, kvm_stats, kvm_uapi
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper import ioctl as kvm_ioctl, stats as kvm_stats, uapi as kvm_uapi
 
 
 @pytest.fixture

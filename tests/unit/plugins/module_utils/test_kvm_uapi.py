@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from ansible_collections.presplit.kvm.plugins.module_utils import kvm_uapi
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper import uapi as kvm_uapi
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 PATCH_DIR = os.path.join(REPO, "kernel-patch")

@@ -6,7 +6,7 @@ tier (tests/e2e) reads them from real guests on real hosts and checks them.
 """
 
 from ansible_collections.presplit.kvm.plugins.module_utils import migration_mappings as mmap
-from ansible_collections.presplit.kvm.plugins.module_utils.kvm_errors import NotKvmAccelerated
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.errors import NotKvmAccelerated
 
 
 def counts(pages_2m, pages_4k=0, pages_1g=0):

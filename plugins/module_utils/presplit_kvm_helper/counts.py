@@ -16,8 +16,8 @@ import errno
 import json
 import os
 
-from .kvm_ioctl import get_stats_fd
-from .kvm_stats import MAPPING_STATS, StatsFormatError, held_pages_from_stats_fd, mapping_counts_from_stats_fd
+from .ioctl import get_stats_fd
+from .stats import MAPPING_STATS, StatsFormatError, held_pages_from_stats_fd, mapping_counts_from_stats_fd
 
 __metaclass__ = type
 

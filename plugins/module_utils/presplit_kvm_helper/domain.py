@@ -17,7 +17,7 @@ import os
 import re
 import xml.etree.ElementTree as ET
 
-from .kvm_errors import DomainNotFound, DomainNotRunning, InvalidArgument, PresplitError, ProcessMismatch
+from .errors import DomainNotFound, DomainNotRunning, InvalidArgument, PresplitError, ProcessMismatch
 
 __metaclass__ = type
 

@@ -9,8 +9,8 @@ import errno
 import fcntl
 import os
 
-from .kvm_uapi import (KVM_API_VERSION, KVM_CHECK_EXTENSION, KVM_CREATE_VM,
-                       KVM_GET_API_VERSION, KVM_GET_STATS_FD)
+from .uapi import (KVM_API_VERSION, KVM_CHECK_EXTENSION, KVM_CREATE_VM,
+                   KVM_GET_API_VERSION, KVM_GET_STATS_FD)
 
 __metaclass__ = type
 

@@ -19,10 +19,10 @@ import errno
 import fcntl
 import time
 
-from .kvm_errors import InvalidArgument, KvmIoctlFailed, ProcessMismatch, Unsupported
-from .kvm_uapi import (HUGE_1G, HUGE_2M, KVM_SPLIT_HUGE_PAGES, KVM_SPLIT_HUGE_PAGES_HOLD,
-                       KVM_SPLIT_HUGE_PAGES_RELEASE, LEVEL_2M, LEVEL_4K, LEVEL_NAMES, LEVEL_RELEASE,
-                       PAGE_SIZE, pack_split, unpack_split)
+from .errors import InvalidArgument, KvmIoctlFailed, ProcessMismatch, Unsupported
+from .uapi import (HUGE_1G, HUGE_2M, KVM_SPLIT_HUGE_PAGES, KVM_SPLIT_HUGE_PAGES_HOLD,
+                   KVM_SPLIT_HUGE_PAGES_RELEASE, LEVEL_2M, LEVEL_4K, LEVEL_NAMES, LEVEL_RELEASE,
+                   PAGE_SIZE, pack_split, unpack_split)
 
 __metaclass__ = type
 

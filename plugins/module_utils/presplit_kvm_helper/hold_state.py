@@ -24,7 +24,7 @@ DEFAULT_STATE_DIR = "/run/presplit-kvm/holds"
 
 def compare_with_kernel(record, kernel, now=None):
     """This helper's record of one VM's hold against the kernel's count of held pages
-    (``kernel``: {'pages': int or None, 'error': str or None}, see kvm_counts.held_pages).
+    (``kernel``: {'pages': int or None, 'error': str or None}, see counts.held_pages).
 
     status:
       none          no record, and the kernel holds nothing

@@ -21,8 +21,8 @@ import errno
 import os
 import select
 
-from .kvm_errors import NotKvmAccelerated, PermissionDenied, ProcessMismatch
-from .kvm_pidfd import pidfd_getfd, pidfd_open
+from .errors import NotKvmAccelerated, PermissionDenied, ProcessMismatch
+from .pidfd import pidfd_getfd, pidfd_open
 
 __metaclass__ = type
 

@@ -13,11 +13,11 @@ import argparse
 import json
 import sys
 
-from .kvm_domain import DEFAULT_RUN_DIR, DEFAULT_URI
-from .kvm_errors import EXIT_STATUS_DOC, PresplitError, exit_status_for_code
-from .kvm_hold_state import DEFAULT_STATE_DIR
-from .kvm_presplit_ops import PresplitHost
-from .kvm_uapi import LEVEL_NAMES
+from .domain import DEFAULT_RUN_DIR, DEFAULT_URI
+from .errors import EXIT_STATUS_DOC, PresplitError, exit_status_for_code
+from .hold_state import DEFAULT_STATE_DIR
+from .ops import PresplitHost
+from .uapi import LEVEL_NAMES
 
 __metaclass__ = type
 

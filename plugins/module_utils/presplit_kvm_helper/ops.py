@@ -12,14 +12,14 @@ from __future__ import absolute_import, division, print_function
 import fcntl
 import time
 
-from .kvm_counts import held_pages, huge_mappings, read_mapping_counts
-from .kvm_domain import DEFAULT_RUN_DIR, DEFAULT_URI, DomainInventory, require_running
-from .kvm_errors import InvalidArgument, NotKvmAccelerated, PresplitError, Unsupported
-from .kvm_hold_state import DEFAULT_STATE_DIR, HoldState, compare_with_kernel
-from .kvm_host import host_facts, kvm_capabilities, thp_mode, virt_versions
-from .kvm_process import take_vm_fd
-from .kvm_split import DEFAULT_CHUNK, SplitDriver, guest_range, passes_for, validate_chunk, validate_rate
-from .kvm_uapi import LEVEL_BY_NAME
+from .counts import held_pages, huge_mappings, read_mapping_counts
+from .domain import DEFAULT_RUN_DIR, DEFAULT_URI, DomainInventory, require_running
+from .errors import InvalidArgument, NotKvmAccelerated, PresplitError, Unsupported
+from .hold_state import DEFAULT_STATE_DIR, HoldState, compare_with_kernel
+from .host import host_facts, kvm_capabilities, thp_mode, virt_versions
+from .process import take_vm_fd
+from .split import DEFAULT_CHUNK, SplitDriver, guest_range, passes_for, validate_chunk, validate_rate
+from .uapi import LEVEL_BY_NAME
 
 __metaclass__ = type
 

@@ -16,9 +16,9 @@ import os
 import platform
 import re
 
-from .kvm_ioctl import KVM_DEVICE, check_extension, open_kvm
-from .kvm_uapi import (KVM_CAP_BINARY_STATS_FD, KVM_CAP_DIRTY_LOG_RING, KVM_CAP_DIRTY_LOG_RING_ACQ_REL,
-                       KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_CAP_SPLIT_HUGE_PAGES, levels_from_cap)
+from .ioctl import KVM_DEVICE, check_extension, open_kvm
+from .uapi import (KVM_CAP_BINARY_STATS_FD, KVM_CAP_DIRTY_LOG_RING, KVM_CAP_DIRTY_LOG_RING_ACQ_REL,
+                   KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_CAP_SPLIT_HUGE_PAGES, levels_from_cap)
 
 __metaclass__ = type
 
