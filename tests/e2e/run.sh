@@ -352,7 +352,7 @@ domain_xml() {
 	    <type arch='x86_64' machine='pc'>hvm</type>
 	    <kernel>$gdir/vmlinuz</kernel>
 	    <initrd>$gdir/initrd.img</initrd>
-	    <cmdline>console=ttyS0 loglevel=5 panic=1 presplit.buf_mib=$BUF_MIB presplit.dirty_mib_s=$DIRTY_MIB_S</cmdline>
+	    <cmdline>console=ttyS0 loglevel=5 panic=1 sysrq_always_enabled presplit.buf_mib=$BUF_MIB presplit.dirty_mib_s=$DIRTY_MIB_S</cmdline>
 	  </os>
 	  <features><acpi/>$kvm_features</features>
 	  <cpu mode='custom' match='exact' check='none'>
@@ -516,6 +516,27 @@ mkdir -p "$reports"
 # be where the next step expects them, and the rest would only repeat it.
 halted=false
 
+# hang_log NAME GUEST HOST: what a hung GUEST's vCPU does, what its kernel
+# says, and the clocks around it, in logs/NAME-GUEST-hang-HOST.log.  SysRq
+# 'q' (sysrq_always_enabled on the guest's command line, keys through its
+# PS/2 keyboard) prints its kernel's "now" per hrtimer base twice, 10 s
+# apart: a "now" that does not move is a stopped clocksource, not a stopped
+# kernel; 't' shows where the workload sleeps.  KVM's TSC offset of the vCPU
+# and the hosts' clocks show whether the guest's TSC moved under it.
+hang_log() {
+	local name=$1 g=$2 h=$3 other
+	{
+		on "$h" "virsh domstats $g; virsh qemu-monitor-command $g --hmp 'info registers'; virsh qemu-monitor-command $g --hmp 'info lapic'
+			for f in /sys/kernel/debug/kvm/\$(cat /run/libvirt/qemu/$g.pid)-*/vcpu0/tsc-*; do echo \"\$f: \$(cat \$f)\"; done
+			virsh send-key $g KEY_LEFTALT KEY_SYSRQ KEY_Q; sleep 10
+			virsh send-key $g KEY_LEFTALT KEY_SYSRQ KEY_Q; virsh send-key $g KEY_LEFTALT KEY_SYSRQ KEY_T; sleep 5
+			tail -n 400 /var/log/libvirt/qemu/$g-console.log"
+		for other in "${HOSTS[@]}"; do
+			echo "controller $(date +%s.%N), $other: $(ask "$other" 'date +%s.%N; cat /sys/devices/system/clocksource/clocksource0/current_clocksource; dmesg | grep -iE "tsc|clocksource" | tail -n 5')"
+		done
+	} >"$LOG_DIR/${name//\//-}-$g-hang-$h.log" 2>&1 || true
+}
+
 # alive NAME: every guest printed a new status line on the host it runs on.
 alive() {
 	local g now
@@ -524,6 +545,7 @@ alive() {
 		if ! fresh "$now" $((SEQ[$g] + 1)); then
 			fail "$1/$g/alive-before" "no new status line on $at after seq ${SEQ[$g]} in $HANG_S s: $g hangs; nothing more moves"
 			halted=true
+			hang_log "$1" "$g" "$at"
 			return 1
 		fi
 		SEQ[$g]=$(field seq "$now") PASSES[$g]=$(field passes "$now")
@@ -549,15 +571,7 @@ arrived() {
 			fail "$name/$g/heartbeat" "on $dst: seq ${SEQ[$g]} -> nothing newer in $HANG_S s (latest line there: ${after:-none})"
 			fail "$name/$g/verified" "no status line after the arrival"
 			halted=true
-			# What the guest's vCPU does, what its kernel said last, and the
-			# clocks of the controller and of both hosts, for whoever reads
-			# the logs.
-			{
-				on "$dst" "virsh domstats $g; virsh qemu-monitor-command $g --hmp 'info registers'; virsh qemu-monitor-command $g --hmp 'info lapic'; tail -n 40 /var/log/libvirt/qemu/$g-console.log"
-				for h in "${HOSTS[@]}"; do
-					echo "controller $(date +%s.%N), $h: $(ask "$h" 'date +%s.%N; cat /sys/devices/system/clocksource/clocksource0/current_clocksource; dmesg | grep -iE "tsc|clocksource" | tail -n 5')"
-				done
-			} >"$LOG_DIR/${name//\//-}-$g-hang-$dst.log" 2>&1 || true
+			hang_log "$name" "$g" "$dst"
 		fi
 	done
 	at=$dst
