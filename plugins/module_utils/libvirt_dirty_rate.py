@@ -33,28 +33,29 @@ __metaclass__ = type
 import time
 import xml.etree.ElementTree as ET
 
+from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_client import libvirt_constant
+
 # virDomainDirtyRateCalcFlags
 MODES = {
-    'page-sampling': 0,     # VIR_DOMAIN_DIRTYRATE_MODE_PAGE_SAMPLING
-    'dirty-bitmap': 1,      # VIR_DOMAIN_DIRTYRATE_MODE_DIRTY_BITMAP
-    'dirty-ring': 2,        # VIR_DOMAIN_DIRTYRATE_MODE_DIRTY_RING
+    'page-sampling': libvirt_constant('VIR_DOMAIN_DIRTYRATE_MODE_PAGE_SAMPLING', 0),
+    'dirty-bitmap': libvirt_constant('VIR_DOMAIN_DIRTYRATE_MODE_DIRTY_BITMAP', 1),
+    'dirty-ring': libvirt_constant('VIR_DOMAIN_DIRTYRATE_MODE_DIRTY_RING', 2),
 }
 DEFAULT_MODE = 'page-sampling'
 # virDomainDirtyRateStatus
-CALC_UNSTARTED = 0
-CALC_MEASURING = 1
-CALC_MEASURED = 2
-# VIR_DOMAIN_STATS_DIRTYRATE
-STATS_DIRTYRATE = 1 << 9
+CALC_UNSTARTED = libvirt_constant('VIR_DOMAIN_DIRTYRATE_UNSTARTED', 0)
+CALC_MEASURING = libvirt_constant('VIR_DOMAIN_DIRTYRATE_MEASURING', 1)
+CALC_MEASURED = libvirt_constant('VIR_DOMAIN_DIRTYRATE_MEASURED', 2)
+STATS_DIRTYRATE = libvirt_constant('VIR_DOMAIN_STATS_DIRTYRATE', 1 << 9)
 # QEMU's calc-dirty-rate accepts 1..60 seconds (libvirt checks the same bounds).
 MIN_SECONDS = 1
 MAX_SECONDS = 60
 # Beyond the period: libvirt's job, QEMU's sampling thread, a loaded host.
 DEFAULT_GRACE_S = 10.0
 POLL_INTERVAL_S = 0.2
-# virDomainState values for which a measurement makes sense / is pointless.
-STATE_RUNNING = 1
-STATE_PAUSED = 3
+# Domain states for which a measurement makes sense / is pointless.
+STATE_RUNNING = libvirt_constant('VIR_DOMAIN_RUNNING', 1)
+STATE_PAUSED = libvirt_constant('VIR_DOMAIN_PAUSED', 3)
 
 # Result statuses
 MEASURED = 'measured'

@@ -20,10 +20,8 @@ Host capacity
   vcpus_free        floor(host CPUs x overcommit) - vCPUs of the active domains.
 
 Domains
-  backing           hugetlb-2M / hugetlb-1G from <memoryBacking><hugepages>; otherwise
-                    thp when the host's THP mode lets QEMU's guest RAM have huge pages
-                    (anonymous RAM: enabled always or madvise, as QEMU madvises guest RAM
-                    MADV_HUGEPAGE; memfd RAM: shmem_enabled), else none.
+  backing           hugetlb-2M, hugetlb-1G, thp or none: presplit_kvm_helper.memory's
+                    classification, the one host_info reports too.
   pinned            the domain has a host device (<hostdev>, <interface type='hostdev'>
                     without transient teaming): a passed-through PCI function, USB device
                     or mediated device lives on this host and libvirt 9.0 / QEMU 7.2 cannot
@@ -44,10 +42,10 @@ import os
 import re
 import xml.etree.ElementTree as ET
 
-from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.domain import UNIT_BYTES
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.memory import DEFAULT_HUGEPAGE_KIB, memory_backing, scaled_kib
 from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.host import hugetlb_page_counts, thp_mode, thp_shmem_mode
 from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_client import (
-    STATE_NAMES, active_domains, host_cpus)
+    STATE_NAMES, active_domains, host_cpus, libvirt_constant)
 from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_dirty_rate import (
     DEFAULT_MODE, MEASURED, measure_dirty_rates)
 
@@ -57,11 +55,9 @@ DEFAULT_CPU_GROUP = 'default'
 DEFAULT_MEMORY_RESERVE_MIB = 1024
 # OpenStack Nova's default cpu_allocation_ratio since Yoga.
 DEFAULT_VCPU_OVERCOMMIT = 4.0
-HUGETLB_BACKINGS = {2048: 'hugetlb-2M', 1048576: 'hugetlb-1G'}     # page size in KiB
-THP_ANON_MODES = ('always', 'madvise')
-THP_SHMEM_MODES = ('always', 'within_size', 'advise', 'force')
-# virDomainState values in which libvirt migrates a domain: running, blocked, paused.
-MIGRATABLE_STATES = (1, 2, 3)
+# The domain states in which libvirt migrates a domain.
+MIGRATABLE_STATES = (libvirt_constant("VIR_DOMAIN_RUNNING", 1), libvirt_constant("VIR_DOMAIN_BLOCKED", 2),
+                     libvirt_constant("VIR_DOMAIN_PAUSED", 3))
 # QEMU 8.2 added migration of vhost-user-fs (virtiofs); before, the device blocks it.
 QEMU_VIRTIOFS_MIGRATION = 8002000
 
@@ -156,10 +152,6 @@ def _local(tag):
     return tag.rsplit('}', 1)[-1]
 
 
-def _scaled_kib(value, unit, default_unit='KiB'):
-    return int(value) * UNIT_BYTES.get((unit or default_unit).lower(), 1024) // 1024
-
-
 def placement_metadata(root):
     """Our metadata element of a <domain>: {'anti_affinity': [...], 'pinned': [reasons],
     'cpu_group': str or None, 'errors': [...]}.
@@ -189,38 +181,6 @@ def placement_metadata(root):
                 found['errors'].append('unknown placement element <%s>' % kind)
     found['anti_affinity'].sort()
     return found
-
-
-def memory_backing(root, thp_enabled, shmem_enabled, default_hugepage_kib):
-    """(backing, hugepage KiB or None, reason) of a <domain>."""
-    hugepages = root.find('memoryBacking/hugepages')
-    if hugepages is not None:
-        pages = hugepages.findall('page')
-        if not pages:
-            size = default_hugepage_kib
-            how = 'host default huge page size'
-        else:
-            general = [page for page in pages if not page.get('nodeset')]
-            chosen = general[0] if general else max(pages, key=lambda p: _scaled_kib(p.get('size'), p.get('unit')))
-            size = _scaled_kib(chosen.get('size'), chosen.get('unit'))
-            sizes = set(_scaled_kib(p.get('size'), p.get('unit')) for p in pages)
-            how = '<page size=%d KiB>' % size if len(sizes) == 1 else \
-                'mixed page sizes per NUMA node (%s KiB), the general one counted' % ', '.join(
-                    str(s) for s in sorted(sizes))
-        if size in HUGETLB_BACKINGS:
-            return HUGETLB_BACKINGS[size], size, 'hugetlbfs, %s' % how
-        return 'none', size, 'hugetlbfs page size %s KiB is not one the planner models (2M, 1G)' % size
-    source = root.find('memoryBacking/source')
-    source_type = source.get('type') if source is not None else None
-    if source_type == 'memfd':
-        if shmem_enabled in THP_SHMEM_MODES:
-            return 'thp', None, 'memfd RAM and shmem_enabled=%s' % shmem_enabled
-        return 'none', None, 'memfd RAM and shmem_enabled=%s' % shmem_enabled
-    if source_type == 'file':
-        return 'none', None, 'file-backed RAM (memory_backing_dir): no transparent huge pages'
-    if thp_enabled in THP_ANON_MODES:
-        return 'thp', None, 'anonymous RAM, QEMU madvises it MADV_HUGEPAGE, THP enabled=%s' % thp_enabled
-    return 'none', None, 'anonymous RAM, THP enabled=%s' % thp_enabled
 
 
 def pinned_reasons(root, metadata):
@@ -263,12 +223,12 @@ def not_migratable_reasons(root, state, qemu_version=None):
     return reasons
 
 
-def domain_facts(domain_xml, host, state, thp_enabled, shmem_enabled, default_hugepage_kib=2048,
+def domain_facts(domain_xml, host, state, thp_enabled, shmem_enabled, default_hugepage_kib=DEFAULT_HUGEPAGE_KIB,
                  qemu_version=None):
     """(domain entry for evacuation_plan, details) from a live domain XML."""
     root = ET.fromstring(domain_xml) if not hasattr(domain_xml, 'tag') else domain_xml
     memory = root.find('memory')
-    memory_kib = _scaled_kib(memory.text.strip(), memory.get('unit')) if memory is not None else 0
+    memory_kib = scaled_kib(memory.text.strip(), memory.get('unit')) if memory is not None else 0
     vcpu = root.find('vcpu')
     if vcpu is None:
         vcpus = 1
@@ -326,7 +286,7 @@ def gather_placement_facts(conn, host_name, cpu_group=DEFAULT_CPU_GROUP,
     meminfo = read_meminfo(proc_root)
     thp_enabled, shmem_enabled = thp_mode(sys_root), thp_shmem_mode(sys_root)
     pools = hugepage_pools(sys_root)
-    default_hugepage_kib = meminfo.get('Hugepagesize', 2048)
+    default_hugepage_kib = meminfo.get('Hugepagesize', DEFAULT_HUGEPAGE_KIB)
     try:
         qemu_version = conn.getVersion()
     except Exception:  # pylint: disable=broad-except

@@ -30,7 +30,6 @@ NON_NEGATIVE_OPTIONS = (
     "completion_timeout",
 )
 
-_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 # driver[+transport]://[user@][host][:port]/path[?params]; libvirt itself judges the rest.
 _URI_RE = re.compile(r"^[a-z][a-z0-9]*(\+[a-z0-9]+)?://[^\s/]*/\S*$")
 
@@ -42,10 +41,6 @@ GIB = 1024 ** 3
 
 class MigrationOptionError(ValueError):
     """A user-supplied option, or a combination of them, is not valid."""
-
-
-def looks_like_uuid(text):
-    return bool(_UUID_RE.match(text or ""))
 
 
 def destination_uri(params):

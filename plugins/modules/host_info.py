@@ -168,8 +168,17 @@ domains:
       description: Guest memory size.
       type: int
     memory_backing:
-      description: C(hugetlb), C(thp) or C(none).
+      description:
+        - How the guest's RAM is backed, classified as C(presplit.kvm.placement_facts) classifies it
+          (the planner's C(backing)).
+        - C(hugetlb-2M) or C(hugetlb-1G) (hugetlbfs pages of that size; other sizes are C(none)), C(thp)
+          (the host's transparent huge page settings let its anonymous or memfd RAM have huge pages) or C(none).
       type: str
+      choices: [hugetlb-2M, hugetlb-1G, thp, none]
+    memory_backing_reason:
+      description: What the classification in RV(domains[].memory_backing) was made from.
+      type: str
+      sample: anonymous RAM, QEMU madvises it MADV_HUGEPAGE, THP enabled=always
     hugepage_sizes:
       description: hugetlb page sizes in bytes (0 = host default), empty without hugetlb backing.
       type: list

@@ -499,7 +499,7 @@ for spec in "${GUESTS[@]}"; do
 	# shellcheck disable=SC2016 # expanded on the host
 	qemu=$(on h1 "pid=\$(cat /run/libvirt/qemu/$g.pid); tr '\\0' ' ' </proc/\$pid/cmdline | grep -Eo 'dirty-ring-size=[0-9]+'; grep -E 'AnonHugePages|Private_Hugetlb' /proc/\$pid/smaps_rollup" | tr -s ' \n' ' ' || true)
 	# (host_info says "hugetlb" for every hugetlbfs page size)
-	want="kvm ${backing%-2M} $([ "$dirty_log" = ring ] && echo ring || echo bitmap)"
+	want="kvm $backing $([ "$dirty_log" = ring ] && echo ring || echo bitmap)"
 	got="$(cut -d' ' -f1-2 <<<"$seen") $(grep -q dirty-ring-size <<<"$qemu" && echo ring || echo bitmap)"
 	check "$g/kvm" "host_info: accelerator, backing, counts: $seen; QEMU: $qemu" test "$got" = "$want"
 	# The guest's kernel runs its LAPIC timer in TSC-deadline mode (see domain_xml).

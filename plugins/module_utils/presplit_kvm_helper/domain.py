@@ -18,6 +18,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from .errors import DomainNotFound, DomainNotRunning, InvalidArgument, PresplitError, ProcessMismatch
+from .memory import scaled_bytes
 
 __metaclass__ = type
 
@@ -25,9 +26,6 @@ DEFAULT_URI = "qemu:///system"
 DEFAULT_RUN_DIR = "/run/libvirt/qemu"
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 MAX_IDENT_LEN = 1024
-UNIT_BYTES = {"b": 1, "bytes": 1, "k": 1 << 10, "kib": 1 << 10, "kb": 1000, "m": 1 << 20, "mib": 1 << 20,
-              "mb": 1000 ** 2, "g": 1 << 30, "gib": 1 << 30, "gb": 1000 ** 3, "t": 1 << 40, "tib": 1 << 40,
-              "tb": 1000 ** 4}
 
 
 def validate_ident(ident):
@@ -41,6 +39,11 @@ def validate_ident(ident):
     return ident
 
 
+def is_uuid(text):
+    """Whether text is a UUID as libvirt accepts one (with or without dashes)."""
+    return isinstance(text, str) and bool(UUID_RE.fullmatch(text))
+
+
 def normalize_uuid(text):
     hexdigits = text.replace("-", "").lower()
     return "-".join((hexdigits[:8], hexdigits[8:12], hexdigits[12:16], hexdigits[16:20], hexdigits[20:]))
@@ -49,14 +52,33 @@ def normalize_uuid(text):
 def _memory_bytes(element):
     if element is None or not (element.text or "").strip():
         return 0
-    unit = (element.get("unit") or "KiB").lower()
-    return int(element.text.strip()) * UNIT_BYTES.get(unit, 1 << 10)
+    return scaled_bytes(element.text, element.get("unit"))
+
+
+def lookup_domain(conn, ident):
+    """The virDomain called ``ident`` on libvirt connection ``conn``, or None if there is none.
+
+    As virsh resolves a domain: by UUID first when ``ident`` is one (any case, with or
+    without dashes), then by name, so a domain whose name looks like a UUID is still found.
+    Other libvirt errors propagate (libvirt.libvirtError) for the caller to word.
+    """
+    import libvirt  # pylint: disable=import-outside-toplevel
+    lookups = [conn.lookupByName]
+    if is_uuid(ident):
+        lookups.insert(0, lambda text: conn.lookupByUUIDString(normalize_uuid(text)))
+    for lookup in lookups:
+        try:
+            return lookup(ident)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                raise
+    return None
 
 
 class DomainInfo:
     """What the helper knows about one domain. ``pid`` is None unless it is running."""
 
-    def __init__(self, name, uuid, active, virt_type, memory_bytes, hugepage_sizes, pid, inventory_source):
+    def __init__(self, name, uuid, active, virt_type, memory_bytes, hugepage_sizes, pid, inventory_source, xml):
         self.name = name
         self.uuid = uuid
         self.active = active
@@ -65,6 +87,7 @@ class DomainInfo:
         self.hugepage_sizes = hugepage_sizes    # hugetlbfs page sizes in bytes, [] when none
         self.pid = pid
         self.inventory_source = inventory_source
+        self.xml = xml                          # the <domain> element, for memory.memory_backing
         self.pid_error = None                   # set by listings, which must not stop at one bad domain
 
     @property
@@ -78,7 +101,7 @@ def parse_domain_xml(domain_xml):
     memory = max(_memory_bytes(root.find(tag)) for tag in ("memory", "currentMemory", "maxMemory"))
     pages = []
     for page in root.findall("./memoryBacking/hugepages/page"):
-        pages.append(int(page.get("size")) * UNIT_BYTES.get((page.get("unit") or "KiB").lower(), 1 << 10))
+        pages.append(scaled_bytes(page.get("size"), page.get("unit")))
     if root.find("./memoryBacking/hugepages") is not None and not pages:
         pages.append(0)     # default hugetlbfs size; the size itself is the host's default
     return (root.findtext("name"), normalize_uuid(root.findtext("uuid")), root.get("type"), memory, pages)
@@ -190,16 +213,13 @@ class DomainInventory:
 
     def _lookup_libvirt(self, ident):
         import libvirt  # pylint: disable=import-outside-toplevel
-        lookups = [self.conn.lookupByName]
-        if UUID_RE.match(ident):
-            lookups.insert(0, lambda text: self.conn.lookupByUUIDString(normalize_uuid(text)))
-        for lookup in lookups:
-            try:
-                return self._info_from_libvirt(lookup(ident))
-            except libvirt.libvirtError as exc:
-                if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-                    raise DomainNotFound("libvirt lookup of domain %r failed: %s" % (ident, exc))
-        raise DomainNotFound("no domain %r (by name or UUID) in %s" % (ident, self.uri))
+        try:
+            dom = lookup_domain(self.conn, ident)
+        except libvirt.libvirtError as exc:
+            raise DomainNotFound("libvirt lookup of domain %r failed: %s" % (ident, exc))
+        if dom is None:
+            raise DomainNotFound("no domain %r (by name or UUID) in %s" % (ident, self.uri))
+        return self._info_from_libvirt(dom)
 
     def _with_pid(self, info, strict):
         if not info.active:
@@ -213,12 +233,13 @@ class DomainInventory:
         return info
 
     def _info_from_libvirt(self, dom, strict=True):
-        name, uuid, virt_type, memory, pages = parse_domain_xml(dom.XMLDesc(0))
+        root = ET.fromstring(dom.XMLDesc(0))
+        name, uuid, virt_type, memory, pages = parse_domain_xml(root)
         return self._with_pid(DomainInfo(name, uuid, bool(dom.isActive()), virt_type, memory, pages, None,
-                                         "libvirt"), strict)
+                                         "libvirt", root), strict)
 
     def _lookup_status(self, ident):
-        wanted_uuid = normalize_uuid(ident) if UUID_RE.match(ident) else None
+        wanted_uuid = normalize_uuid(ident) if is_uuid(ident) else None
         for domain in _status_domains(self.run_dir):
             if domain.findtext("name") == ident or (
                     wanted_uuid and normalize_uuid(domain.findtext("uuid") or "0" * 32) == wanted_uuid):
@@ -228,7 +249,8 @@ class DomainInventory:
 
     def _info_from_element(self, domain, strict=True):
         name, uuid, virt_type, memory, pages = parse_domain_xml(domain)
-        return self._with_pid(DomainInfo(name, uuid, True, virt_type, memory, pages, None, "status-dir"), strict)
+        return self._with_pid(DomainInfo(name, uuid, True, virt_type, memory, pages, None, "status-dir", domain),
+                              strict)
 
 
 def require_running(info):

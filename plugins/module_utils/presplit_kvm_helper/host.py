@@ -17,6 +17,7 @@ import platform
 import re
 
 from .ioctl import KVM_DEVICE, check_extension, open_kvm
+from .memory import DEFAULT_HUGEPAGE_KIB
 from .uapi import (KVM_CAP_BINARY_STATS_FD, KVM_CAP_DIRTY_LOG_RING, KVM_CAP_DIRTY_LOG_RING_ACQ_REL,
                    KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_CAP_SPLIT_HUGE_PAGES, levels_from_cap)
 
@@ -80,6 +81,13 @@ def preempt_model(sys_root="/sys", kernel_version=None):
     if " PREEMPT " in version:
         return "full"
     return None
+
+
+def default_hugepage_kib(meminfo="/proc/meminfo"):
+    """The host's default hugetlb page size in KiB (Hugepagesize), the one a domain's
+    <hugepages> without <page> gets; 2048 when it cannot be read."""
+    match = re.search(r"^Hugepagesize:\s+(\d+) kB$", _read(meminfo) or "", re.MULTILINE)
+    return int(match.group(1)) if match else DEFAULT_HUGEPAGE_KIB
 
 
 def hugetlb_page_counts(sys_root="/sys"):

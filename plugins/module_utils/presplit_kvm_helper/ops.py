@@ -16,7 +16,8 @@ from .counts import held_pages, huge_mappings, read_mapping_counts
 from .domain import DEFAULT_RUN_DIR, DEFAULT_URI, DomainInventory, require_running
 from .errors import InvalidArgument, NotKvmAccelerated, PresplitError, Unsupported
 from .hold_state import DEFAULT_STATE_DIR, HoldState, compare_with_kernel
-from .host import host_facts, kvm_capabilities, thp_mode, virt_versions
+from .host import default_hugepage_kib, host_facts, kvm_capabilities, thp_mode, thp_shmem_mode, virt_versions
+from .memory import memory_backing
 from .process import take_vm_fd
 from .split import DEFAULT_CHUNK, SplitDriver, guest_range, passes_for, validate_chunk, validate_rate
 from .uapi import LEVEL_BY_NAME
@@ -28,12 +29,6 @@ def parse_level(name):
     if name not in LEVEL_BY_NAME:
         raise InvalidArgument("level must be one of %s, got %r" % (", ".join(sorted(LEVEL_BY_NAME)), name))
     return LEVEL_BY_NAME[name]
-
-
-def memory_backing(info, thp):
-    if info.hugepage_sizes:
-        return "hugetlb"
-    return "thp" if thp in ("always", "madvise") else "none"
 
 
 class PresplitHost:
@@ -64,17 +59,24 @@ class PresplitHost:
         if self.inventory.conn is not None:
             facts.update(virt_versions(self.inventory.conn))
         if with_domains:
-            facts["domains"] = [self._describe(info, facts["thp_mode"]) for info in self.inventory.running()]
+            modes = self._memory_modes()
+            facts["domains"] = [self._describe(info, modes) for info in self.inventory.running()]
         return facts
 
     def inspect(self, ident):
-        return self._describe(self.inventory.lookup(ident), thp_mode(self.sys_root))
+        return self._describe(self.inventory.lookup(ident), self._memory_modes())
 
-    def _describe(self, info, thp):
+    def _memory_modes(self):
+        """What memory.memory_backing needs of the host: THP for anonymous and shmem memory, the
+        default hugetlb page size."""
+        return thp_mode(self.sys_root), thp_shmem_mode(self.sys_root), default_hugepage_kib()
+
+    def _describe(self, info, memory_modes):
+        backing, _page_kib, backing_reason = memory_backing(info.xml, *memory_modes)
         entry = {"name": info.name, "uuid": info.uuid, "running": info.active, "pid": info.pid,
                  "accelerator": "kvm" if info.kvm_accelerated else "tcg" if info.virt_type == "qemu"
                  else info.virt_type,
-                 "memory_bytes": info.memory_bytes, "memory_backing": memory_backing(info, thp),
+                 "memory_bytes": info.memory_bytes, "memory_backing": backing, "memory_backing_reason": backing_reason,
                  "hugepage_sizes": info.hugepage_sizes, "counts": None, "counts_source": None,
                  "counts_attempts": [], "hold": None, "hold_check": None, "error": None}
         if not info.active:

@@ -95,3 +95,35 @@ def test_unreachable_libvirt_falls_back_and_says_why(tmp_path):
     inventory = kvm_domain.DomainInventory("qemu+unix:///system?socket=%s/none.sock" % tmp_path, str(tmp_path))
     assert inventory.source == "status-dir"
     assert "cannot connect" in inventory.libvirt_error
+
+
+UUID_NAMED_XML = """<node>
+  <domain type='kvm'><name>aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee</name><uuid>11111111-2222-3333-4444-777777777777</uuid>
+    <memory unit='MiB'>64</memory><os><type>hvm</type></os></domain>
+</node>
+"""
+
+
+def test_lookup_domain_by_uuid_first_then_by_name(tmp_path):
+    """The one name-or-UUID lookup (host_info, split_huge_pages, live_migrate, migration_progress):
+    a UUID in any spelling, a name that merely looks like a UUID, and nothing for what is neither."""
+    node = tmp_path / "node.xml"
+    node.write_text(UUID_NAMED_XML, encoding="utf-8")
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    conn = libvirt.open("test://%s" % node)
+    try:
+        for ident in ("11111111-2222-3333-4444-777777777777", "11111111222233334444777777777777",
+                      "11111111-2222-3333-4444-777777777777".upper(), "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"):
+            assert kvm_domain.lookup_domain(conn, ident).name() == "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", ident
+        for ident in ("11111111-2222-3333-4444-777777777777\n", "no such", "00000000-0000-0000-0000-000000000009"):
+            assert kvm_domain.lookup_domain(conn, ident) is None, ident
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("0ed4c3a4-4a1e-4bb0-9f0c-6b3f3f6cd1a1", True), ("0ed4c3a44a1e4bb09f0c6b3f3f6cd1a1", True),
+    ("0ED4C3A4-4A1E-4BB0-9F0C-6B3F3F6CD1A1", True), ("0ed4c3a4-4a1e-4bb0-9f0c-6b3f3f6cd1a1\n", False),
+    ("g1", False), ("0ed4c3a4-4a1e-4bb0-9f0c", False), ("", False), (None, False), (12, False)])
+def test_is_uuid(text, expected):
+    assert kvm_domain.is_uuid(text) is expected

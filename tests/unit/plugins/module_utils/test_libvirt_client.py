@@ -5,6 +5,7 @@ import pytest
 libvirt = pytest.importorskip("libvirt")
 
 from ansible_collections.presplit.kvm.plugins.module_utils import libvirt_client as lc  # noqa: E402
+from ansible_collections.presplit.kvm.plugins.module_utils import libvirt_dirty_rate, libvirt_placement  # noqa: E402
 
 TEST_DOMAIN_UUID = "6695eb01-f6a4-8304-79aa-97f2502e193f"
 
@@ -90,3 +91,14 @@ def test_listing_a_closed_connection_names_the_call():
     closed.close()
     with pytest.raises(Exception):
         lc.active_domains(closed)
+
+
+def test_constant_fallbacks_are_the_bindings_numbers():
+    """Every constant named through libvirt_constant (placement, dirty rate, states) falls back to
+    the number this binding has for it, so a binding that lacks one still gets the right value."""
+    assert libvirt_placement.MIGRATABLE_STATES == (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED,
+                                                   libvirt.VIR_DOMAIN_PAUSED)
+    assert libvirt_dirty_rate.MODES["dirty-ring"] == libvirt.VIR_DOMAIN_DIRTYRATE_MODE_DIRTY_RING
+    assert len(lc.CONSTANT_FALLBACKS) >= 15
+    for name, fallback in sorted(lc.CONSTANT_FALLBACKS.items()):
+        assert getattr(libvirt, name) == fallback, name

@@ -160,10 +160,3 @@ def test_due_downtime_steps_and_catch_up():
     assert mo.due_downtime(schedule, 12.0, 0) == (2, 30)
     assert mo.due_downtime(schedule, 99.0, 2) is None
     assert mo.due_downtime([], 1.0, -1) is None
-
-
-@pytest.mark.parametrize("text, expected", [
-    ("0ed4c3a4-4a1e-4bb0-9f0c-6b3f3f6cd1a1", True), ("0ed4c3a44a1e4bb09f0c6b3f3f6cd1a1", True),
-    ("g1", False), ("0ed4c3a4-4a1e-4bb0-9f0c", False), ("", False)])
-def test_looks_like_uuid(text, expected):
-    assert mo.looks_like_uuid(text) is expected
