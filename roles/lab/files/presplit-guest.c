@@ -140,8 +140,14 @@ int main(int argc, char **argv)
 				passes++;
 			}
 		}
-		while (now_ms() < slice_end)
-			usleep(1000 * (slice_end - now_ms()));
+		/*
+		 * One clock read per step: with two, the slice can end between
+		 * the check and the subtraction, and the unsigned difference
+		 * wraps to a sleep of about 71 minutes (a guest under nested TCG
+		 * did that, looking hung).
+		 */
+		for (uint64_t now = now_ms(); now < slice_end; now = now_ms())
+			usleep(1000 * (slice_end - now));
 
 		if (now_ms() >= next_report) {
 			seq++;
