@@ -23,6 +23,11 @@ Pure Python, standard library only, runs on the controller.  Three steps:
    start once the migrations in its ``wait_for`` have finished (waiting for
    every earlier wave is also safe, only slower).
 
+Each migration also carries what runs it as planned: ``options``, the
+``presplit.kvm.live_migrate`` options of its mode and bandwidth cap, and
+``after``, the migrations of its own source host it must wait for (one host's
+run sees only its own migrations running).
+
 Same input, same output: every ordering decision breaks ties by name.
 """
 
@@ -491,6 +496,32 @@ def _schedule(migrations, hosts, limits, predict):
         raise PlanningError('internal error: could not schedule %s' % ', '.join(stuck))
 
 
+def live_migrate_options(migration):
+    """The presplit.kvm.live_migrate options that run ``migration`` as planned: its bandwidth
+    cap (whole MiB/s, at least 1: libvirt takes 0 as no cap) and what its mode needs."""
+    options = {'bandwidth': max(1, int(migration['bandwidth_mib_per_s']))}
+    if migration['mode'] == 'auto_converge':
+        options['auto_converge'] = True
+    elif migration['mode'] == 'post_copy':
+        options.update(post_copy=True, completion_timeout_action='postcopy')
+    return options
+
+
+def _source_waits(waves):
+    """Set each migration's ``after``: the migrations of its source host that end between
+    that host's previous wave and its own (the waves' ``wait_for`` seen from one host)."""
+    source_of = dict((m['domain'], m['source']) for wave in waves for m in wave['migrations'])
+    ended = {}
+    for wave in waves:
+        for domain in wave['wait_for']:
+            ended.setdefault(source_of[domain], []).append(domain)
+        for source in set(m['source'] for m in wave['migrations']):
+            waits = ended.pop(source, [])
+            for migration in wave['migrations']:
+                if migration['source'] == source:
+                    migration['after'] = list(waits)
+
+
 def _waves(migrations):
     """Group migrations by planned start; each wave waits for what ended since the previous one."""
     by_start = {}
@@ -515,6 +546,9 @@ def _waves(migrations):
             'wait_for': wait_for,
             'migrations': members,
         })
+    _source_waits(waves)
+    for migration in migrations:
+        migration['options'] = live_migrate_options(migration)
     return waves
 
 

@@ -285,6 +285,10 @@ waves:
           on the migration), C(mode) (C(pre_copy), C(auto_converge) or C(post_copy)), C(reason), C(iterations)
           (pre-copy passes), C(throttle_pct), C(transferred_mib), C(duration_s), C(downtime_ms) (null for post-copy),
           C(start_s), C(end_s) and C(wave).
+        - What runs it as planned, C(options), the M(presplit.kvm.live_migrate) options of its mode and cap
+          (C(bandwidth) in whole MiB/s, C(auto_converge), or C(post_copy) with C(completion_timeout_action=postcopy)),
+          and C(after), the migrations from the same source host it must wait for (the waves' C(wait_for) as one
+          host's run sees them, since that run only has its own migrations running).
       type: list
       elements: dict
   sample:
@@ -311,6 +315,8 @@ waves:
           start_s: 0.0
           end_s: 15.268
           wave: 1
+          after: []
+          options: {bandwidth: 1192}
     - wave: 2
       start_s: 15.268
       duration_s: 3.436
@@ -334,6 +340,8 @@ waves:
           start_s: 15.268
           end_s: 18.704
           wave: 2
+          after: [db1]
+          options: {bandwidth: 1192}
 shutdown:
   description: Non-migratable domains to shut down before the maintenance and start again on O(hosts[].name) C(restart_on).
   returned: success

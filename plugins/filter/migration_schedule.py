@@ -1,0 +1,33 @@
+# -*- coding: utf-8 -*-
+# Copyright: presplit.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters the live_migration and rolling_maintenance roles compute with
+(plugins/module_utils/migration_schedule.py holds the logic and its documentation)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.presplit.kvm.plugins.module_utils.migration_schedule import (
+    ScheduleError, guest_hosts, host_migrations, migration_results, pack_waves, place_domains)
+
+
+def _reported(function):
+    def run(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except ScheduleError as error:
+            raise AnsibleFilterError('presplit.kvm.%s: %s' % (function.__name__, error))
+    run.__name__ = function.__name__
+    run.__doc__ = function.__doc__
+    return run
+
+
+class FilterModule(object):
+    """presplit.kvm.host_migrations, place_domains, pack_waves, migration_results, guest_hosts."""
+
+    def filters(self):
+        return dict((function.__name__, _reported(function))
+                    for function in (host_migrations, place_domains, pack_waves, migration_results, guest_hosts))
