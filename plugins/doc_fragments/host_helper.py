@@ -12,10 +12,6 @@ class ModuleDocFragment(object):
 
     DOCUMENTATION = r"""
 options:
-  uri:
-    description: libvirt URI of the local daemon.
-    type: str
-    default: qemu:///system
   run_dir:
     description: libvirt's QEMU run directory, holding C(<name>.pid) and the status XML C(<name>.xml).
     type: path

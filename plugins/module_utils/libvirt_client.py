@@ -17,7 +17,10 @@ except ImportError as exc:  # reported by the module with missing_required_lib
     libvirt = None
     LIBVIRT_IMPORT_ERROR = exc
 
-from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.domain import lookup_domain
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.domain import DEFAULT_URI, lookup_domain
+
+# The option of the modules in the presplit.kvm.libvirt action group (doc fragment presplit.kvm.libvirt).
+LIBVIRT_ARGUMENT_SPEC = dict(uri=dict(type="str", default=DEFAULT_URI))
 
 
 class LibvirtClientError(Exception):

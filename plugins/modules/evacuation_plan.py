@@ -41,17 +41,12 @@ description:
     be emptied.
 author:
   - presplit.kvm developers (@presplit)
+extends_documentation_fragment:
+  - presplit.kvm.attributes
+  - presplit.kvm.attributes.controller
 attributes:
   check_mode:
     description: Can run in check mode and return the same plan.
-    support: full
-  diff_mode:
-    description: Returns no diff; nothing is changed.
-    support: none
-  platform:
-    description: Runs wherever Python runs; meant for the controller.
-    support: full
-    platforms: posix
 options:
   hosts:
     description:

@@ -30,14 +30,11 @@ requirements:
   - libvirt-python (Debian package C(python3-libvirt)) for domain lookups, libvirt and QEMU versions
     and the C(query-stats) fallback; without it only the libvirt run directory is read
 extends_documentation_fragment:
+  - presplit.kvm.attributes
+  - presplit.kvm.attributes.read_only
+  - presplit.kvm.attributes.kvm_host
+  - presplit.kvm.libvirt
   - presplit.kvm.host_helper
-attributes:
-  check_mode:
-    support: full
-    description: The module only reads; check mode returns the same facts.
-  diff_mode:
-    support: none
-    description: No diff is produced.
 options:
   domains:
     description:

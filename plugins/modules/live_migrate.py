@@ -36,13 +36,12 @@ author:
   - presplit.kvm developers (@presplit-kvm)
 requirements:
   - libvirt-python (Debian package C(python3-libvirt)) on the source host
+extends_documentation_fragment:
+  - presplit.kvm.attributes
+  - presplit.kvm.attributes.kvm_host
 attributes:
   check_mode:
-    support: full
     description: Runs every pre-check and reports C(changed=true) when a migration would run.
-  diff_mode:
-    support: none
-    description: No diff is produced.
 options:
   domain:
     description: Name or UUID of the domain to migrate.
@@ -370,6 +369,7 @@ from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_client import
     find_domain,
     open_connection,
 )
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.domain import DEFAULT_URI
 from ansible_collections.presplit.kvm.plugins.module_utils.migration_mappings import SourceMappings
 from ansible_collections.presplit.kvm.plugins.module_utils.migration_monitor import (
     MigrationMonitor,
@@ -392,7 +392,7 @@ from ansible_collections.presplit.kvm.plugins.module_utils.migration_options imp
 
 ARGUMENT_SPEC = dict(
     domain=dict(type="str", required=True),
-    source_uri=dict(type="str", default="qemu:///system"),
+    source_uri=dict(type="str", default=DEFAULT_URI),
     destination_uri=dict(type="str"),
     destination_host=dict(type="str"),
     transport=dict(type="str", choices=list(TRANSPORTS), default="ssh"),

@@ -26,27 +26,20 @@ author:
   - presplit.kvm developers (@presplit)
 requirements:
   - libvirt-python (Debian package C(python3-libvirt)) on the host
+extends_documentation_fragment:
+  - presplit.kvm.attributes
+  - presplit.kvm.attributes.read_only
+  - presplit.kvm.attributes.kvm_host
+  - presplit.kvm.libvirt
 attributes:
-  check_mode:
-    description: The module only reads; check mode returns the same result.
-    support: full
-  diff_mode:
-    description: Returns no diff; nothing is changed.
-    support: none
   platform:
     description: Runs on the migration source host.
-    support: full
-    platforms: posix
 options:
   domains:
     description: Domains to report on, by name or UUID.
     type: list
     elements: str
     required: true
-  uri:
-    description: libvirt connection URI of the source host's hypervisor.
-    type: str
-    default: qemu:///system
   wait_s:
     description: Seconds to watch before returning, unless a domain stops migrating sooner; V(0) reads once.
     type: int
@@ -164,8 +157,8 @@ def count(migrations, state):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(domains=dict(type="list", elements="str", required=True),
-                           uri=dict(type="str", default="qemu:///system"),
+        argument_spec=dict(libvirt_client.LIBVIRT_ARGUMENT_SPEC,
+                           domains=dict(type="list", elements="str", required=True),
                            wait_s=dict(type="int", default=0)),
         supports_check_mode=True)
     if libvirt_client.LIBVIRT_IMPORT_ERROR is not None:

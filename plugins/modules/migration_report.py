@@ -21,17 +21,12 @@ description:
   - The files depend on the inputs only, so writing the same run again changes nothing.
 author:
   - presplit.kvm developers (@presplit)
+extends_documentation_fragment:
+  - presplit.kvm.attributes
+  - presplit.kvm.attributes.controller
 attributes:
   check_mode:
     description: Writes nothing; returns the paths and whether the files would change.
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
-  platform:
-    description: Runs wherever Python runs; meant for the controller.
-    support: full
-    platforms: posix
 options:
   results:
     description:

@@ -57,25 +57,20 @@ author:
 requirements:
   - libvirt-python (Debian package C(python3-libvirt)) 7.2 or later on the host; libvirt 7.2 and QEMU 5.2 or later for
     dirty-rate measurement
+extends_documentation_fragment:
+  - presplit.kvm.attributes
+  - presplit.kvm.attributes.read_only
+  - presplit.kvm.attributes.kvm_host
+  - presplit.kvm.libvirt
 attributes:
   check_mode:
     description: The module only reads; measuring does not change the guest, so check mode measures and returns the same facts.
-    support: full
-  diff_mode:
-    description: Returns no diff; nothing is changed.
-    support: none
   facts:
     description: Sets C(presplit_placement).
     support: full
   platform:
     description: Runs on the KVM host (Linux), where it reads C(/proc/meminfo) and C(/sys/kernel/mm).
-    support: full
-    platforms: posix
 options:
-  uri:
-    description: libvirt connection URI of the host's hypervisor.
-    type: str
-    default: qemu:///system
   host_name:
     description:
       - Name of this host in the planner's input, used as RV(host.name) and as every domain's C(host); it must be the
@@ -293,7 +288,7 @@ ansible_facts:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_client import (
-    LIBVIRT_IMPORT_ERROR, LibvirtClientError, host_name, open_connection, quiet_libvirt)
+    LIBVIRT_ARGUMENT_SPEC, LIBVIRT_IMPORT_ERROR, LibvirtClientError, host_name, open_connection, quiet_libvirt)
 from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_dirty_rate import (
     DEFAULT_MODE, MAX_SECONDS, MIN_SECONDS, MODES)
 from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_placement import (
@@ -304,7 +299,7 @@ from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_placement imp
 DOMAINS_IN_WARNING = 5
 
 ARGUMENT_SPEC = dict(
-    uri=dict(type='str', default='qemu:///system'),
+    LIBVIRT_ARGUMENT_SPEC,
     host_name=dict(type='str'),
     cpu_group=dict(type='str', default=DEFAULT_CPU_GROUP),
     memory_reserve_mib=dict(type='int', default=DEFAULT_MEMORY_RESERVE_MIB),

@@ -36,14 +36,13 @@ requirements:
   - root, or C(CAP_SYS_PTRACE)
   - libvirt-python (Debian package C(python3-libvirt)) to tell stopped domains from unknown ones
 extends_documentation_fragment:
+  - presplit.kvm.attributes
+  - presplit.kvm.attributes.kvm_host
+  - presplit.kvm.libvirt
   - presplit.kvm.host_helper
 attributes:
   check_mode:
-    support: full
     description: Reports the current counts and what would be split or released; issues no ioctl.
-  diff_mode:
-    support: none
-    description: No diff is produced.
 options:
   domains:
     description: Names or UUIDs of running domains on this host.

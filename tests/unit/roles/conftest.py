@@ -3,24 +3,10 @@ files, or including its tasks) and runs it with its cases as extra vars."""
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 REPO = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-
-
-@pytest.fixture(scope="session")
-def run_playbook():
-    """run_playbook(playbook, *args) -> ansible-playbook's CompletedProcess, run on localhost
-    with the checkout's ansible.cfg (the collection through build/collections)."""
-    def run(playbook, *args):
-        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
-        return subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", str(playbook)] + list(args),
-                              capture_output=True, text=True, env=env, cwd=REPO, timeout=300, check=False)
-    return run
 
 
 @pytest.fixture(scope="module")
