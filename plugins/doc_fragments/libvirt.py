@@ -2,11 +2,6 @@
 # Copyright: presplit.kvm contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
-
 class ModuleDocFragment(object):
     """The connection option of the modules that talk to the local libvirt daemon (the
     presplit.kvm.libvirt action group, so module_defaults can set it once)."""

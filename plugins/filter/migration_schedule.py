@@ -4,10 +4,6 @@
 """Filters the live_migration and rolling_maintenance roles compute with
 (plugins/module_utils/migration_schedule.py holds the logic and its documentation)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.presplit.kvm.plugins.module_utils.migration_schedule import (

@@ -31,10 +31,6 @@ run sees only its own migrations running).
 Same input, same output: every ordering decision breaks ties by name.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import heapq
 
 BACKINGS = ('none', 'thp', 'hugetlb-2M', 'hugetlb-1G')

@@ -4,10 +4,6 @@
 """Small helpers over libvirt-python: connect, find a domain, read what the
 migration pre-checks need (memory, CPU compatibility, free memory)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import xml.etree.ElementTree as ET
 
 try:

@@ -26,10 +26,6 @@ calc-dirty-rate in dirty-bitmap mode killed a TCG guest of QEMU 7.2 in the lab,
 and TCG has no dirty ring.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import time
 import xml.etree.ElementTree as ET
 

@@ -34,10 +34,6 @@ Domains
                     (PLACEMENT_NS), set with ``virsh metadata``.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import re
 import xml.etree.ElementTree as ET

@@ -17,10 +17,6 @@ be read (TCG, no ptrace rights, no debugfs on a stock kernel) gets the reason an
 migration goes on.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.counts import huge_mappings, read_mapping_counts
 from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.domain import pid_from_run_dir
 from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.errors import PresplitError

@@ -10,10 +10,6 @@ completion-timeout action.  The thread join doubles as the poll sleep, so the
 monitor notices the end of a migration at once instead of up to one poll later.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import threading
 import time
 

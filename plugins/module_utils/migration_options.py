@@ -9,10 +9,6 @@ libvirt constants are passed in as a namespace (the ``libvirt`` module in
 production) so this file imports without python3-libvirt.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import re
 
 TRANSPORTS = ("ssh", "tcp", "tls")

@@ -12,10 +12,6 @@ The record depends on its inputs only (no clock, no host name), so writing it
 again for the same run yields the same bytes.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import datetime
 import html
 

@@ -17,10 +17,6 @@ reached through the collection's filters (plugins/filter/migration_schedule.py),
   guest_hosts        after a failure, which of the hosts that answered run each guest
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from collections.abc import Mapping
 
 # Keys of a domain entry (a live_migration_domains item) carried to its placement.

@@ -3,9 +3,6 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The progress line the migration_progress callback prints, from a migration_progress result."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 MIB = 1024 * 1024
 

@@ -7,10 +7,6 @@ Needs the Debian package ``chromium``. Run:
   .venv/bin/python -m pytest tests/report -q -p no:cacheprovider    (from the repository root)
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import re
 import shutil

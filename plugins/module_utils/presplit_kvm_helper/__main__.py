@@ -3,11 +3,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """``python3 -m presplit_kvm_helper``: the kvm-presplit CLI (scripts/kvm-presplit runs it from a checkout)."""
 
-from __future__ import absolute_import, division, print_function
-
 from .cli import main
 
-__metaclass__ = type
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -7,8 +7,6 @@ The presplit role installs these module_utils as a package next to a small launc
 (roles/presplit/tasks/install.yml), so the CLI needs no Ansible.
 """
 
-from __future__ import absolute_import, division, print_function
-
 import argparse
 import json
 import sys
@@ -19,7 +17,6 @@ from .hold_state import DEFAULT_STATE_DIR
 from .ops import PresplitHost
 from .uapi import LEVEL_NAMES
 
-__metaclass__ = type
 
 EXIT_MIXED = 10
 EXIT_INTERRUPTED = 130

@@ -10,8 +10,6 @@ Sources, in order, each reporting why it failed:
   qemu-query-stats  QMP query-stats through libvirt's qemuMonitorCommand (QEMU >= 7.1)
 """
 
-from __future__ import absolute_import, division, print_function
-
 import errno
 import json
 import os
@@ -19,7 +17,6 @@ import os
 from .ioctl import get_stats_fd
 from .stats import MAPPING_STATS, StatsFormatError, held_pages_from_stats_fd, mapping_counts_from_stats_fd
 
-__metaclass__ = type
 
 DEBUGFS_KVM = "/sys/kernel/debug/kvm"
 QUERY_STATS = json.dumps({"execute": "query-stats",

@@ -11,8 +11,6 @@ libvirt is not importable or not reachable, the status files alone describe the 
 domains, and the result says so (``inventory_source``).
 """
 
-from __future__ import absolute_import, division, print_function
-
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -20,7 +18,6 @@ import xml.etree.ElementTree as ET
 from .errors import DomainNotFound, DomainNotRunning, InvalidArgument, PresplitError, ProcessMismatch
 from .memory import scaled_bytes
 
-__metaclass__ = type
 
 DEFAULT_URI = "qemu:///system"
 DEFAULT_RUN_DIR = "/run/libvirt/qemu"

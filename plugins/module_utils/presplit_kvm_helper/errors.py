@@ -7,10 +7,6 @@ Each error has a stable ``code`` (used in JSON output and module results) and a 
 exit status, so scripts can react without parsing messages.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 
 class PresplitError(Exception):
     code = "error"

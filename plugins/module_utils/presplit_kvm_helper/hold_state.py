@@ -11,13 +11,10 @@ and ignored. The kernel also drops a hold when dirty logging is switched off, wh
 record cannot see: ``compare_with_kernel`` sets the two side by side.
 """
 
-from __future__ import absolute_import, division, print_function
-
 import json
 import os
 import time
 
-__metaclass__ = type
 
 DEFAULT_STATE_DIR = "/run/presplit-kvm/holds"
 

@@ -10,8 +10,6 @@ Modes:
   none              neither: huge mappings are split in the vCPU fault path during migration
 """
 
-from __future__ import absolute_import, division, print_function
-
 import os
 import platform
 import re
@@ -21,7 +19,6 @@ from .memory import DEFAULT_HUGEPAGE_KIB
 from .uapi import (KVM_CAP_BINARY_STATS_FD, KVM_CAP_DIRTY_LOG_RING, KVM_CAP_DIRTY_LOG_RING_ACQ_REL,
                    KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_CAP_SPLIT_HUGE_PAGES, levels_from_cap)
 
-__metaclass__ = type
 
 MODE_PATCHED = "patched"
 MODE_EAGER = "eager-split-only"

@@ -3,8 +3,6 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Thin wrappers for the few KVM ioctls the helper issues (system fd and VM fd)."""
 
-from __future__ import absolute_import, division, print_function
-
 import errno
 import fcntl
 import os
@@ -12,7 +10,6 @@ import os
 from .uapi import (KVM_API_VERSION, KVM_CHECK_EXTENSION, KVM_CREATE_VM,
                    KVM_GET_API_VERSION, KVM_GET_STATS_FD)
 
-__metaclass__ = type
 
 KVM_DEVICE = "/dev/kvm"
 

@@ -15,9 +15,6 @@ planner's facts (``placement_facts``) share, so both say the same of one guest:
   none                     anything else (file-backed RAM, THP off)
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 UNIT_BYTES = {"b": 1, "bytes": 1, "k": 1 << 10, "kib": 1 << 10, "kb": 1000, "m": 1 << 20, "mib": 1 << 20,
               "mb": 1000 ** 2, "g": 1 << 30, "gib": 1 << 30, "gb": 1000 ** 3, "t": 1 << 40, "tib": 1 << 40,

@@ -7,8 +7,6 @@ Every operation validates its arguments and resolves and proves the QEMU process
 the first ioctl; any error before that point leaves the VM untouched.
 """
 
-from __future__ import absolute_import, division, print_function
-
 import fcntl
 import time
 
@@ -21,8 +19,6 @@ from .memory import memory_backing
 from .process import take_vm_fd
 from .split import DEFAULT_CHUNK, SplitDriver, guest_range, passes_for, validate_chunk, validate_rate
 from .uapi import LEVEL_BY_NAME
-
-__metaclass__ = type
 
 
 def parse_level(name):

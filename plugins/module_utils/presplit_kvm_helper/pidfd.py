@@ -7,14 +7,11 @@ pidfd_getfd needs Linux >= 5.6 and PTRACE_MODE_ATTACH_REALCREDS over the target:
 root, or CAP_SYS_PTRACE (plus Yama ptrace_scope permitting it).
 """
 
-from __future__ import absolute_import, division, print_function
-
 import ctypes
 import errno
 import os
 import platform
 
-__metaclass__ = type
 
 # pidfd syscalls share one number on every architecture (asm-generic unified table).
 SYS_PIDFD_OPEN = 434

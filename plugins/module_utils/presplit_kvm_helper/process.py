@@ -15,8 +15,6 @@ Order of checks, so that nothing is touched unless every one passes:
   5. pidfd_getfd through that pidfd, which cannot hit another process.
 """
 
-from __future__ import absolute_import, division, print_function
-
 import errno
 import os
 import select
@@ -24,7 +22,6 @@ import select
 from .errors import NotKvmAccelerated, PermissionDenied, ProcessMismatch
 from .pidfd import pidfd_getfd, pidfd_open
 
-__metaclass__ = type
 
 CAP_SYS_PTRACE = 19
 KVM_VM_FD_LINK = "anon_inode:kvm-vm"

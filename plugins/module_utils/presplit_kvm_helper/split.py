@@ -13,8 +13,6 @@ sleeps to honour the rate limit (GiB of guest address space per second), and ask
 ``keep_going`` whether QEMU is still alive.
 """
 
-from __future__ import absolute_import, division, print_function
-
 import errno
 import fcntl
 import time
@@ -24,7 +22,6 @@ from .uapi import (HUGE_1G, HUGE_2M, KVM_SPLIT_HUGE_PAGES, KVM_SPLIT_HUGE_PAGES_
                    KVM_SPLIT_HUGE_PAGES_RELEASE, LEVEL_2M, LEVEL_4K, LEVEL_NAMES, LEVEL_RELEASE,
                    PAGE_SIZE, pack_split, unpack_split)
 
-__metaclass__ = type
 
 MAX_GPA = 1 << 57                 # 5-level paging: no guest-physical address goes beyond
 DEFAULT_CHUNK = HUGE_1G           # the kernel itself works in <= 1 GiB chunks

@@ -8,12 +8,9 @@ Layout (include/uapi/linux/kvm.h): a kvm_stats_header at offset 0, an id string,
 descriptor ``offset`` locates ``size`` u64 values.
 """
 
-from __future__ import absolute_import, division, print_function
-
 import os
 import struct
 
-__metaclass__ = type
 
 HEADER = struct.Struct("=6I")      # flags, name_size, num_desc, id_offset, desc_offset, data_offset
 DESC = struct.Struct("=IhHII")     # flags, exponent, size, offset, bucket_size (+ name)

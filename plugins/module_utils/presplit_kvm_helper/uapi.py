@@ -9,11 +9,8 @@ truth); tests/unit/plugins/module_utils/test_kvm_uapi.py parses that hunk and fa
 when these constants drift from it.
 """
 
-from __future__ import absolute_import, division, print_function
-
 import struct
 
-__metaclass__ = type
 
 KVMIO = 0xAE
 
