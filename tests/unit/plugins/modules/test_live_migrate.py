@@ -120,13 +120,13 @@ class _FailedProbe:
 
 
 def test_destination_is_checked_again_after_a_failure(nodes):
-    from ansible_collections.presplit.kvm.plugins.modules import live_migrate
-    conn = live_migrate.destination_after_failure(_FailedProbe(nodes["small"]), attempts=1, delay_s=0)
+    from ansible_collections.presplit.kvm.plugins.module_utils import migration_run
+    conn = migration_run.destination_after_failure(_FailedProbe(nodes["small"]), attempts=1, delay_s=0)
     assert conn.lookupByName("g1").name() == "g1"
 
 
 def test_destination_that_stays_unreachable_names_the_last_error(tmp_path):
     from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_client import LibvirtClientError
-    from ansible_collections.presplit.kvm.plugins.modules import live_migrate
+    from ansible_collections.presplit.kvm.plugins.module_utils import migration_run
     with pytest.raises(LibvirtClientError, match="nosuch.xml"):
-        live_migrate.destination_after_failure(_FailedProbe("test://%s/nosuch.xml" % tmp_path), attempts=2, delay_s=0)
+        migration_run.destination_after_failure(_FailedProbe("test://%s/nosuch.xml" % tmp_path), attempts=2, delay_s=0)

@@ -1,0 +1,280 @@
+# -*- coding: utf-8 -*-
+# Copyright: presplit.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One live migration as presplit.kvm.live_migrate runs it: the checks, the destination
+probe, the monitored migration call, the recovery after a failure and the failure text.
+
+``run(params, check_mode)`` takes the module's parameters (ARGUMENT_SPEC) and returns its
+result, or raises MigrationFailed (with the partial result), MigrationOptionError,
+LibvirtClientError or libvirt.libvirtError; the module only maps those to fail_json.
+"""
+
+import threading
+import time
+
+from ansible_collections.presplit.kvm.plugins.module_utils import libvirt_client
+from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_client import (
+    LibvirtClientError,
+    domain_presence,
+    find_domain,
+    open_connection,
+)
+from ansible_collections.presplit.kvm.plugins.module_utils.migration_mappings import SourceMappings
+from ansible_collections.presplit.kvm.plugins.module_utils.migration_monitor import (
+    MigrationMonitor,
+    completed_summary,
+    progress_summary,
+)
+from ansible_collections.presplit.kvm.plugins.module_utils.migration_options import (
+    completion_deadline_s,
+    data_gib,
+    destination_uri,
+    downtime_schedule,
+    migration_flags,
+    migration_params,
+    validate,
+)
+
+
+class MigrationFailed(Exception):
+    """The migration did not happen; the message says why and where the domain is."""
+
+
+def preflight_checks(source_domain, dest_conn):
+    """Checks that can fail without moving anything; raises MigrationFailed."""
+    memory = libvirt_client.domain_memory_bytes(source_domain)
+    free = libvirt_client.free_memory_bytes(dest_conn)
+    if free < memory:
+        raise MigrationFailed("destination %s has %d MiB free, domain %s needs %d MiB"
+                              % (dest_conn.getURI(), free // 2 ** 20, source_domain.name(), memory // 2 ** 20))
+    cpu = libvirt_client.cpu_compatibility(source_domain, dest_conn)
+    if cpu["result"] in ("incompatible", "error"):
+        raise MigrationFailed("destination %s cannot run the CPU of domain %s (%s: %s)"
+                              % (dest_conn.getURI(), source_domain.name(), cpu["detail"], cpu["result"]))
+    return {"memory_bytes": memory, "destination_free_memory_bytes": free, "cpu": cpu}
+
+
+def destination_clash(dest_conn, source_domain):
+    """Describe a domain on the destination sharing the UUID or name, or return None."""
+    for key in (source_domain.UUIDString(), source_domain.name()):
+        found = find_domain(dest_conn, key)
+        if found is not None:
+            return "domain %s (UUID %s, %s) already exists on the destination %s" % (
+                found.name(), found.UUIDString(), libvirt_client.domain_state(found), dest_conn.getURI())
+    return None
+
+
+def start_migration_call(params, uuid, dest_conn, dest_uri, flags, typed):
+    """The blocking migration call, on a source connection of its own.
+
+    The monitor polls the job and applies the timeout action through the module's source
+    connection while this call blocks in another thread.  On one shared connection,
+    libvirt 9.0's client left such a second call (abortJob, jobStats) waiting until the
+    migration ended, so an abort at the completion timeout never reached libvirtd.
+    """
+    domain = open_connection(params["source_uri"], "source").lookupByUUIDString(uuid)
+    if params["peer_to_peer"]:
+        return lambda: domain.migrateToURI3(dest_uri, typed, flags)
+    return lambda: domain.migrate3(dest_conn, typed, flags)
+
+
+def completed_job_stats(source_domain, dest_conn, uuid):
+    """Completed-job statistics: libvirt keeps them on the destination domain, and on the
+    source domain while it is still defined there."""
+    lv = libvirt_client.libvirt
+    candidates = [find_domain(dest_conn, uuid), source_domain]
+    for domain in candidates:
+        if domain is None:
+            continue
+        try:
+            stats = domain.jobStats(lv.VIR_DOMAIN_JOB_STATS_COMPLETED)
+        except lv.libvirtError:
+            continue
+        if stats.get("type") == lv.VIR_DOMAIN_JOB_COMPLETED:
+            return stats
+    return {}
+
+
+# After a failure, new connections tried to check the destination, this far apart.
+DESTINATION_CHECK_ATTEMPTS = 3
+DESTINATION_CHECK_DELAY_S = 2.0
+
+
+class DestinationProbe(threading.Thread):
+    """Connect to the destination and look the domain up, in the background.
+
+    A connection over ssh takes about a second; a real peer-to-peer migration does not
+    need it to start (the source libvirtd makes its own), so the module only waits for
+    it before the checks that need it and after the migration.
+    """
+
+    def __init__(self, uri, name_or_uuid):
+        super(DestinationProbe, self).__init__(name="destination-probe")
+        self.daemon = True
+        self.uri = uri
+        self._name_or_uuid = name_or_uuid
+        self.conn = None
+        self.domain_before = None
+        self.error = None
+
+    def run(self):
+        try:
+            self.conn = open_connection(self.uri, "destination")
+            self.domain_before = domain_presence(find_domain(self.conn, self._name_or_uuid))
+        except (LibvirtClientError, libvirt_client.libvirt.libvirtError) as exc:
+            self.error = str(exc)
+
+    def connection(self):
+        """The destination connection, once ready; raises LibvirtClientError if it failed."""
+        self.join()
+        if self.error is not None:
+            raise LibvirtClientError(self.error)
+        return self.conn
+
+
+def destination_after_failure(probe, attempts=DESTINATION_CHECK_ATTEMPTS, delay_s=DESTINATION_CHECK_DELAY_S):
+    """A connection to the destination to check it after a failure: the probe's, or a new
+    one when the probe's failed; the failure that broke the migration (an ssh session that
+    dropped, a daemon restarting) may have broken the probe's too, and where the domain is
+    matters more now than before."""
+    try:
+        return probe.connection()
+    except LibvirtClientError as exc:
+        error = exc
+    for _attempt in range(attempts):
+        time.sleep(delay_s)
+        try:
+            return open_connection(probe.uri, "destination")
+        except LibvirtClientError as exc:
+            error = exc
+    raise error
+
+
+def recover_after_failure(source_conn, probe, uuid, outcome, created_nothing_before):
+    """After a failed migration: resume a guest we paused, drop an inactive definition the
+    migration left on the destination, and check where the domain is. Returns a sentence."""
+    lv = libvirt_client.libvirt
+    notes = []
+    source_domain = find_domain(source_conn, uuid)
+    if source_domain is not None and outcome.paused_by_monitor and source_domain.state()[0] == lv.VIR_DOMAIN_PAUSED:
+        source_domain.resume()
+        notes.append("resumed the guest the timeout action had paused")
+    source_state = libvirt_client.domain_state(source_domain) if source_domain is not None else "absent"
+    try:
+        dest_conn = destination_after_failure(probe)
+    except LibvirtClientError as exc:
+        notes.append("domain is %s on the source; the destination could not be checked (%s)" % (source_state, exc))
+        return "; ".join(notes)
+    leftover = find_domain(dest_conn, uuid)
+    if (leftover is not None and not leftover.isActive() and created_nothing_before
+            and source_domain is not None and source_domain.isActive()):
+        leftover.undefine()
+        notes.append("undefined the inactive copy the migration left on the destination")
+        leftover = find_domain(dest_conn, uuid)
+    dest_state = libvirt_client.domain_state(leftover) if leftover is not None else "absent"
+    notes.append("domain is %s on the source and %s on the destination" % (source_state, dest_state))
+    return "; ".join(notes)
+
+
+def describe_failure(params, outcome, deadline_s, memory_bytes, probe):
+    if outcome.timed_out and outcome.timeout_action == "abort":
+        return ("migration did not complete within the completion timeout of %.0f s (completion_timeout %d s/GiB"
+                " x %.1f GiB counted for %d MiB of RAM) and was aborted: %s"
+                % (deadline_s, params["completion_timeout"], data_gib(memory_bytes),
+                   memory_bytes // 2 ** 20, outcome.error))
+    prefix = "migration failed"
+    if outcome.timed_out:
+        prefix += " after the completion timeout action %s" % outcome.timeout_action
+    if probe.error is not None:
+        # Say first what the operator has to fix; libvirt's own text follows.
+        prefix = "%s; %s" % (probe.error, prefix)
+    return "%s: %s" % (prefix, outcome.error)
+
+
+def check_destination(params, result, source_domain, dest_conn):
+    """Idempotence and the destination-side checks. Returns True if already migrated."""
+    dest_uri = result["destination_uri"]
+    dest_domain = find_domain(dest_conn, source_domain.UUIDString() if source_domain else params["domain"])
+    source_active = source_domain is not None and source_domain.isActive()
+    if dest_domain is not None and dest_domain.isActive():
+        if source_active:
+            raise MigrationFailed("domain %s is running on both the source and the destination %s"
+                                  % (params["domain"], dest_uri))
+        result.update(already_migrated=True, domain=dest_domain.name(), uuid=dest_domain.UUIDString(),
+                      destination=domain_presence(dest_domain))
+        return True
+    if source_domain is None:
+        raise MigrationFailed("domain %s not found on the source %s (nor running on the destination %s)"
+                              % (params["domain"], params["source_uri"], dest_uri))
+    if not source_active:
+        raise MigrationFailed("domain %s is %s on the source; live migration needs a running domain"
+                              % (source_domain.name(), libvirt_client.domain_state(source_domain)))
+    clash = destination_clash(dest_conn, source_domain)
+    if clash:
+        raise MigrationFailed(clash)
+    result["checks"] = preflight_checks(source_domain, dest_conn)
+    return False
+
+
+def run(params, check_mode):
+    """The module's result for ``params``; see the module docstring for what it raises."""
+    result = dict(changed=False, already_migrated=False, source_uri=params["source_uri"])
+    validate(params)
+    dest_uri = destination_uri(params)
+    result["destination_uri"] = dest_uri
+    lv = libvirt_client.libvirt
+    libvirt_client.quiet_libvirt()
+
+    source_conn = open_connection(params["source_uri"], "source")
+    source_domain = find_domain(source_conn, params["domain"])
+    probe = DestinationProbe(dest_uri, source_domain.UUIDString() if source_domain else params["domain"])
+    probe.start()
+    if source_domain is not None:
+        result.update(domain=source_domain.name(), uuid=source_domain.UUIDString())
+    # A real peer-to-peer migration of a running domain starts at once: libvirt's prepare
+    # phase on the destination refuses a clash, a CPU it cannot run or memory it cannot
+    # get, and the destination checks run in check mode (the role's pre-check).
+    start_now = (source_domain is not None and source_domain.isActive() and params["peer_to_peer"]
+                 and not check_mode)
+    if start_now:
+        memory = libvirt_client.domain_memory_bytes(source_domain)
+    else:
+        if check_destination(params, result, source_domain, probe.connection()):
+            return result
+        memory = result["checks"]["memory_bytes"]
+    result["changed"] = True
+    if check_mode:
+        return result
+
+    schedule = []
+    if params["max_downtime"]:
+        schedule = downtime_schedule(params["max_downtime"], params["downtime_steps"],
+                                     params["downtime_delay"], memory)
+    deadline_s = completion_deadline_s(params["completion_timeout"], memory)
+    # The guest's huge mappings split inside the migration (0 after a pre-split with hold).
+    mappings = SourceMappings.open(result["domain"], result["uuid"])
+    try:
+        mappings.start()
+        started_at = time.time()
+        call = start_migration_call(params, result["uuid"], probe.conn, dest_uri,
+                                    migration_flags(params, lv), migration_params(params, lv))
+        monitor = MigrationMonitor(source_domain, call, lv, params["poll_interval"], schedule, deadline_s,
+                                   params["completion_timeout_action"], on_sample=mappings.sample)
+        outcome = monitor.run()
+    finally:
+        result["source_mappings"] = mappings.finish()
+    result.update(progress=progress_summary(outcome.samples), actions=outcome.actions,
+                  downtime_schedule=[[round(at, 3), ms] for at, ms in schedule],
+                  started_at=round(started_at, 3), elapsed_s=round(outcome.elapsed_s, 3))
+    if outcome.error is not None:
+        result["changed"] = outcome.paused_by_monitor or outcome.post_copy_started
+        probe.join()
+        created_nothing_before = probe.domain_before is None or probe.domain_before["active"]
+        state = recover_after_failure(source_conn, probe, result["uuid"], outcome, created_nothing_before)
+        raise MigrationFailed("%s; %s" % (describe_failure(params, outcome, deadline_s, memory, probe), state),
+                              result)
+    dest_conn = probe.connection()
+    stats = completed_job_stats(source_domain, dest_conn, result["uuid"])
+    result.update(job_stats=stats, migration=completed_summary(stats),
+                  destination=domain_presence(find_domain(dest_conn, result["uuid"])))
+    return result
