@@ -617,21 +617,53 @@ check_migrated() {
 	done
 }
 
+# migrate_playbook NAME SRC DST PRESPLIT: every guest SRC -> DST with the
+# collection's playbook presplit.kvm.migrate, its run report named NAME.
+migrate_playbook() {
+	local domains
+	domains=$(printf '"%s",' "${GUEST_NAMES[@]}")
+	playbook "$1" presplit.kvm.migrate -e migrate_source="$2" \
+		-e "{\"migrate_domains\": [${domains%,}], \"migrate_destinations\": [\"$3\"], \"live_migration_presplit\": $4}" \
+		-e live_migration_transport=tcp -e live_migration_report_dir="$reports" -e "live_migration_report_name=$1"
+}
+
+# Known upstream failures met and retried (see migrate).
+known=0
+
 # migrate NAME DST PRESPLIT EXPECT: every guest from where they run to DST with
 # the collection's playbook presplit.kvm.migrate (the live_migration role:
 # pre-split with hold when PRESPLIT is true and the source is patched, the
 # module, its post-check, the run report), then the checks above.
 migrate() {
-	local name=$1 dst=$2 presplit=$3 expect=$4 src=$at t0=$SECONDS domains
+	local name=$1 dst=$2 presplit=$3 expect=$4 src=$at t0=$SECONDS report rc=0
 	$halted && return 0
 	alive "$name" || return 0
-	domains=$(printf '"%s",' "${GUEST_NAMES[@]}")
-	playbook "$name" presplit.kvm.migrate -e migrate_source="$src" \
-		-e "{\"migrate_domains\": [${domains%,}], \"migrate_destinations\": [\"$dst\"], \"live_migration_presplit\": $presplit}" \
-		-e live_migration_transport=tcp -e live_migration_report_dir="$reports" -e "live_migration_report_name=$name" ||
-		halted=true # the checks below say what went wrong; nothing moves after them
+	report=$reports/$name.json
+	migrate_playbook "$name" "$src" "$dst" "$presplit" || rc=$?
+	# Debian 12's QEMU 7.2 lacks upstream QEMU 56adee407fc5 ("kvm: dirty-ring:
+	# Fix race with vcpu creation", 8.0): the destination QEMU of a dirty-ring
+	# guest can abort at startup.  The migration then fails before anything
+	# moved (the module says the guest still runs on the source only), as an
+	# operator would see it; the operator's answer is to run it again, and so
+	# is ours, once, said as KNOWN and counted.  The run's own checks below
+	# judge the second attempt (its report merged over the first).
+	if [ "$rc" != 0 ] && grep -q "kvm_dirty_ring_reap_one: Assertion" "$LOG_DIR/$name.log"; then
+		known=$((known + 1))
+		echo "KNOWN $name  destination QEMU aborted at startup (QEMU 7.2 dirty-ring race, fixed upstream in 56adee407fc5); the guest stayed on $src; migrating again"
+		rc=0
+		migrate_playbook "$name-again" "$src" "$dst" "$presplit" || rc=$?
+		python3 - "$report" "$reports/$name-again.json" "$reports/$name-merged.json" <<-'PY'
+		import json, sys
+		first, again = (json.load(open(path)) for path in sys.argv[1:3])
+		redone = {m["domain"]: m for m in again["migrations"]}
+		first["migrations"] = [redone.get(m["domain"], m) if m["status"] == "failed" else m for m in first["migrations"]]
+		json.dump(first, open(sys.argv[3], "w"))
+		PY
+		report=$reports/$name-merged.json
+	fi
+	[ "$rc" = 0 ] || halted=true # the checks below say what went wrong; nothing moves after them
 	echo "   $name: $src -> $dst, pre-split $presplit: ansible $((SECONDS - t0)) s"
-	check_migrated "$name" "$src -> $dst, pre-split $presplit" "$expect" "$reports/$name.json"
+	check_migrated "$name" "$src -> $dst, pre-split $presplit" "$expect" "$report"
 	arrived "$name" "$dst"
 }
 
@@ -719,5 +751,5 @@ for page in "$reports"/*.html; do
 	check "report/$(basename "$page" .html)" "$(tr '\n' ';' <<<"$out")" test "$rc" = 0
 done
 collect_logs
-echo "== done after $((SECONDS - started)) s of host time (logs $LOG_DIR)"
+echo "== done after $((SECONDS - started)) s of host time (logs $LOG_DIR); known upstream failures met and retried: $known"
 report_totals
