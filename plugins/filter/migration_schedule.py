@@ -4,6 +4,8 @@
 """Filters the live_migration and rolling_maintenance roles compute with
 (plugins/module_utils/migration_schedule.py holds the logic and its documentation)."""
 
+import functools
+
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.presplit.kvm.plugins.module_utils.migration_schedule import (
@@ -11,13 +13,13 @@ from ansible_collections.presplit.kvm.plugins.module_utils.migration_schedule im
 
 
 def _reported(function):
+    """function, with its ScheduleError as the AnsibleFilterError Ansible shows."""
+    @functools.wraps(function)
     def run(*args, **kwargs):
         try:
             return function(*args, **kwargs)
         except ScheduleError as error:
             raise AnsibleFilterError('presplit.kvm.%s: %s' % (function.__name__, error))
-    run.__name__ = function.__name__
-    run.__doc__ = function.__doc__
     return run
 
 

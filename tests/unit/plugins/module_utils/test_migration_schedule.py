@@ -131,3 +131,13 @@ def test_guest_hosts_counts_only_hosts_that_answered():
                 {"item": "h3", "rc": 1, "stdout_lines": ["a"]},           # virsh failed
                 {"item": "h4", "unreachable": True}]
     assert guest_hosts(listings, ["b", "a", "c", "a"]) == {"a": ["h1"], "b": ["h1", "h2"], "c": []}
+
+
+def test_the_filters_report_bad_input_as_ansible_shows_it():
+    from ansible.errors import AnsibleFilterError
+    from ansible_collections.presplit.kvm.plugins.filter.migration_schedule import FilterModule
+    filters = FilterModule().filters()
+    assert sorted(filters) == ["guest_hosts", "host_migrations", "migration_results", "pack_waves", "place_domains"]
+    assert filters["place_domains"](["a"], ["h2"]) == [{"domain": "a", "destination": "h2"}]
+    with pytest.raises(AnsibleFilterError, match="presplit.kvm.place_domains: domain lonely has no destination"):
+        filters["place_domains"](["lonely"], [])
