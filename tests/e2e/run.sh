@@ -635,10 +635,10 @@ known=0
 # pre-split with hold when PRESPLIT is true and the source is patched, the
 # module, its post-check, the run report), then the checks above.
 migrate() {
-	local name=$1 dst=$2 presplit=$3 expect=$4 src=$at t0=$SECONDS report rc=0
+	local name=$1 dst=$2 presplit=$3 expect=$4 src=$at t0=$SECONDS json rc=0
 	$halted && return 0
 	alive "$name" || return 0
-	report=$reports/$name.json
+	json=$reports/$name.json
 	migrate_playbook "$name" "$src" "$dst" "$presplit" || rc=$?
 	# Debian 12's QEMU 7.2 lacks upstream QEMU 56adee407fc5 ("kvm: dirty-ring:
 	# Fix race with vcpu creation", 8.0): the destination QEMU of a dirty-ring
@@ -652,18 +652,18 @@ migrate() {
 		echo "KNOWN $name  destination QEMU aborted at startup (QEMU 7.2 dirty-ring race, fixed upstream in 56adee407fc5); the guest stayed on $src; migrating again"
 		rc=0
 		migrate_playbook "$name-again" "$src" "$dst" "$presplit" || rc=$?
-		python3 - "$report" "$reports/$name-again.json" "$reports/$name-merged.json" <<-'PY'
+		python3 - "$json" "$reports/$name-again.json" "$reports/$name-merged.json" <<-'PY'
 		import json, sys
 		first, again = (json.load(open(path)) for path in sys.argv[1:3])
 		redone = {m["domain"]: m for m in again["migrations"]}
 		first["migrations"] = [redone.get(m["domain"], m) if m["status"] == "failed" else m for m in first["migrations"]]
 		json.dump(first, open(sys.argv[3], "w"))
 		PY
-		report=$reports/$name-merged.json
+		json=$reports/$name-merged.json
 	fi
 	[ "$rc" = 0 ] || halted=true # the checks below say what went wrong; nothing moves after them
 	echo "   $name: $src -> $dst, pre-split $presplit: ansible $((SECONDS - t0)) s"
-	check_migrated "$name" "$src -> $dst, pre-split $presplit" "$expect" "$report"
+	check_migrated "$name" "$src -> $dst, pre-split $presplit" "$expect" "$json"
 	arrived "$name" "$dst"
 }
 
