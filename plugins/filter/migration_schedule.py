@@ -9,7 +9,8 @@ import functools
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.presplit.kvm.plugins.module_utils.migration_schedule import (
-    ScheduleError, guest_hosts, host_migrations, migration_results, pack_waves, place_domains)
+    ScheduleError, evacuation_limits, guest_hosts, host_migrations, live_migrate_args, migration_results, pack_waves,
+    place_domains)
 
 
 def _reported(function):
@@ -24,8 +25,10 @@ def _reported(function):
 
 
 class FilterModule(object):
-    """presplit.kvm.host_migrations, place_domains, pack_waves, migration_results, guest_hosts."""
+    """presplit.kvm.host_migrations, place_domains, live_migrate_args, evacuation_limits, pack_waves,
+    migration_results, guest_hosts."""
 
     def filters(self):
         return dict((function.__name__, _reported(function))
-                    for function in (host_migrations, place_domains, pack_waves, migration_results, guest_hosts))
+                    for function in (host_migrations, place_domains, live_migrate_args, evacuation_limits, pack_waves,
+                                     migration_results, guest_hosts))

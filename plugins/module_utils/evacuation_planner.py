@@ -169,7 +169,9 @@ def _unique_by_name(items, what):
     return by_name
 
 
-def _limits(given):
+def resolve_limits(given):
+    """DEFAULT_LIMITS with the ones ``given`` set; raises PlanningError for an unknown or a
+    non-positive limit."""
     limits = dict(DEFAULT_LIMITS)
     for key, value in (given or {}).items():
         if key not in DEFAULT_LIMITS:
@@ -495,7 +497,7 @@ def _schedule(migrations, hosts, limits, predict):
 def live_migrate_options(migration):
     """The presplit.kvm.live_migrate options that run ``migration`` as planned: its bandwidth
     cap (whole MiB/s, at least 1: libvirt takes 0 as no cap) and what its mode needs."""
-    options = {'bandwidth': max(1, int(migration['bandwidth_mib_per_s']))}
+    options = {'bandwidth_mib_per_s': max(1, int(migration['bandwidth_mib_per_s']))}
     if migration['mode'] == 'auto_converge':
         options['auto_converge'] = True
     elif migration['mode'] == 'post_copy':
@@ -592,7 +594,7 @@ def plan_evacuation(hosts, domains, drain, limits=None, max_downtime_ms=300, non
     for their keys).  ``domains`` should list every running domain of the
     fleet: the ones on other hosts count for anti-affinity.
     """
-    limits = _limits(limits)
+    limits = resolve_limits(limits)
     if max_downtime_ms <= 0:
         raise PlanningError('max_downtime_ms must be positive')
     if non_migratable_policy not in NON_MIGRATABLE_POLICIES:

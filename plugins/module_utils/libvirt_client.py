@@ -14,6 +14,8 @@ except ImportError as exc:  # reported by the module with missing_required_lib
     LIBVIRT_IMPORT_ERROR = exc
 
 from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.domain import DEFAULT_URI, lookup_domain
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.host import default_hugepage_kib
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.memory import memory_backing
 
 # The option of the modules in the presplit.kvm.libvirt action group (doc fragment presplit.kvm.libvirt).
 LIBVIRT_ARGUMENT_SPEC = dict(uri=dict(type="str", default=DEFAULT_URI))
@@ -70,6 +72,9 @@ STATE_NAMES = {
     libvirt_constant("VIR_DOMAIN_CRASHED", 6): "crashed",
     libvirt_constant("VIR_DOMAIN_PMSUSPENDED", 7): "suspended by power management",
 }
+
+NODE_MEMORY_STATS_ALL_CELLS = libvirt_constant("VIR_NODE_MEMORY_STATS_ALL_CELLS", -1)
+ERR_NO_SUPPORT = libvirt_constant("VIR_ERR_NO_SUPPORT", 3)
 
 
 def domain_state(domain):
@@ -137,8 +142,34 @@ def cpu_compatibility(domain, dest_conn):
     return {"result": _cpu_compare_name(result), "detail": detail}
 
 
-def free_memory_bytes(conn):
-    return conn.getFreeMemory()
+def destination_memory(domain, dest_conn):
+    """What dest_conn's host has for the RAM of domain (on this host, the source):
+    {"available_bytes", "what"}; available_bytes is None when the destination cannot say.
+
+    A hugetlbfs-backed domain needs free huge pages of its page size there: QEMU reserves
+    them as it starts. Any other needs memory the kernel can hand out: free memory plus
+    buffers and page cache, since MemFree alone refuses a host whose page cache fills its
+    RAM. A domain's <hugepages> without a <page> size gets the host's default size; this
+    host's stands for the destination's."""
+    root = ET.fromstring(domain.XMLDesc(0))
+    _backing, page_kib, _reason = memory_backing(root, None, None, default_hugepage_kib())
+    try:
+        if page_kib is not None:
+            what = "free %d KiB huge pages" % page_kib
+            free_pages = dest_conn.getFreePages([page_kib], -1, 1) or {}
+            count = free_pages.get(-1, {}).get(page_kib)
+            return {"available_bytes": None if count is None else count * page_kib * 1024, "what": what}
+        try:
+            stats = dest_conn.getMemoryStats(NODE_MEMORY_STATS_ALL_CELLS)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != ERR_NO_SUPPORT:
+                raise
+            # A driver without node memory statistics (libvirt's test driver).
+            return {"available_bytes": dest_conn.getFreeMemory(), "what": "free memory"}
+        kib = sum(int(stats.get(key, 0)) for key in ("free", "buffers", "cached"))
+        return {"available_bytes": kib * 1024, "what": "free, buffer and page-cache memory"}
+    except libvirt.libvirtError as exc:
+        raise LibvirtClientError("reading the free memory of the destination %s: %s" % (dest_conn.getURI(), exc))
 
 
 def active_domains(conn):

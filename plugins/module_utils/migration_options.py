@@ -11,20 +11,58 @@ production) so this file imports without python3-libvirt.
 
 import re
 
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.domain import DEFAULT_URI
+
 TRANSPORTS = ("ssh", "tcp", "tls")
 COMPLETION_TIMEOUT_ACTIONS = ("abort", "postcopy", "pause")
 COMPRESSION_METHODS = ("xbzrle", "mt")
 
-# Options that must not be negative, with the unit shown in error messages.
+# presplit.kvm.live_migrate's options. Quantities carry their unit in the name; the names
+# used before stay as aliases for this release (changelogs/fragments/option_names.yml).
+ARGUMENT_SPEC = dict(
+    name=dict(type="str", required=True, aliases=["domain"]),
+    uri=dict(type="str", default=DEFAULT_URI, aliases=["source_uri"]),
+    destination_uri=dict(type="str"),
+    destination_host=dict(type="str"),
+    transport=dict(type="str", choices=list(TRANSPORTS), default="ssh"),
+    migration_uri=dict(type="str"),
+    peer_to_peer=dict(type="bool", default=True),
+    tunnelled=dict(type="bool", default=False),
+    persistent=dict(type="bool", default=True),
+    undefine_source=dict(type="bool", default=True),
+    bandwidth_mib_per_s=dict(type="int", default=0, aliases=["bandwidth"]),
+    max_downtime_ms=dict(type="int", default=500, aliases=["max_downtime"]),
+    downtime_steps=dict(type="int", default=10),
+    downtime_delay_s_per_gib=dict(type="int", default=75, aliases=["downtime_delay"]),
+    auto_converge=dict(type="bool", default=False),
+    auto_converge_initial=dict(type="int"),
+    auto_converge_increment=dict(type="int"),
+    post_copy=dict(type="bool", default=False),
+    parallel_connections=dict(type="int", default=0),
+    compression=dict(type="list", elements="str", choices=list(COMPRESSION_METHODS)),
+    tls=dict(type="bool", default=False),
+    tls_destination=dict(type="str"),
+    completion_timeout_s_per_gib=dict(type="int", default=800, aliases=["completion_timeout"]),
+    completion_timeout_action=dict(type="str", choices=list(COMPLETION_TIMEOUT_ACTIONS), default="abort"),
+    poll_interval_s=dict(type="float", default=0.5, aliases=["poll_interval"]),
+)
+MUTUALLY_EXCLUSIVE = [("destination_uri", "destination_host")]
+REQUIRED_ONE_OF = [("destination_uri", "destination_host")]
+
+# Options that must not be negative.
 NON_NEGATIVE_OPTIONS = (
-    "bandwidth",
-    "max_downtime",
-    "downtime_delay",
+    "bandwidth_mib_per_s",
+    "max_downtime_ms",
+    "downtime_delay_s_per_gib",
     "auto_converge_initial",
     "auto_converge_increment",
     "parallel_connections",
-    "completion_timeout",
+    "completion_timeout_s_per_gib",
 )
+
+_CANONICAL_NAMES = dict(
+    [(name, name) for name in ARGUMENT_SPEC]
+    + [(alias, name) for name, spec in ARGUMENT_SPEC.items() for alias in spec.get("aliases", ())])
 
 # driver[+transport]://[user@][host][:port]/path[?params]; libvirt itself judges the rest.
 _URI_RE = re.compile(r"^[a-z][a-z0-9]*(\+[a-z0-9]+)?://[^\s/]*/\S*$")
@@ -39,13 +77,32 @@ class MigrationOptionError(ValueError):
     """A user-supplied option, or a combination of them, is not valid."""
 
 
+def canonical_options(options, what="options"):
+    """options (live_migrate arguments, by their names or aliases) by their names: what the
+    roles pass as module_defaults and per-domain arguments, so that a name and its alias
+    never both reach the module. Raises MigrationOptionError for an unknown option, or an
+    option given twice."""
+    if not isinstance(options, dict):
+        raise MigrationOptionError("%s must be a mapping of presplit.kvm.live_migrate options, got %s"
+                                   % (what, type(options).__name__))
+    canonical = {}
+    for key, value in options.items():
+        name = _CANONICAL_NAMES.get(key)
+        if name is None:
+            raise MigrationOptionError("%s: %r is not an option of presplit.kvm.live_migrate" % (what, key))
+        if name in canonical:
+            raise MigrationOptionError("%s: %s is given twice (as %s and an alias)" % (what, name, key))
+        canonical[name] = value
+    return canonical
+
+
 def destination_uri(params):
     """The libvirt URI of the destination daemon, from an explicit URI or a host + transport."""
     if params.get("destination_uri"):
         return params["destination_uri"]
     host = params.get("destination_host")
     if not host:
-        raise MigrationOptionError("one of destination_uri or destination_host is required")
+        raise MigrationOptionError("destination_uri or destination_host must name the destination, got an empty value")
     return "qemu+%s://%s/system" % (params.get("transport") or "ssh", host)
 
 
@@ -58,18 +115,16 @@ def validate(params):
         value = params.get(name)
         if value is not None and value < 0:
             raise MigrationOptionError("%s must not be negative (got %s)" % (name, value))
-    if params.get("poll_interval") is not None and params["poll_interval"] <= 0:
-        raise MigrationOptionError("poll_interval must be greater than 0 (got %s)" % params["poll_interval"])
+    if params.get("poll_interval_s") is not None and params["poll_interval_s"] <= 0:
+        raise MigrationOptionError("poll_interval_s must be greater than 0 (got %s)" % params["poll_interval_s"])
     if params.get("downtime_steps") is not None and params["downtime_steps"] < 1:
         raise MigrationOptionError("downtime_steps must be at least 1 (got %s)" % params["downtime_steps"])
-    if params.get("destination_uri") and params.get("destination_host"):
-        raise MigrationOptionError("destination_uri and destination_host are mutually exclusive")
     uri = destination_uri(params)
     if not _URI_RE.match(uri):
         raise MigrationOptionError(
             "destination URI %r is not a libvirt URI such as qemu+ssh://host/system" % uri)
-    if not params.get("domain"):
-        raise MigrationOptionError("domain must be a domain name or UUID")
+    if not params.get("name"):
+        raise MigrationOptionError("name must be a domain name or UUID")
 
     tunnelled = params.get("tunnelled")
     if tunnelled and not params.get("peer_to_peer"):
@@ -127,8 +182,8 @@ def migration_params(params, lv, downtime_ms=None):
     typed = {}
     if params.get("migration_uri"):
         typed[lv.VIR_MIGRATE_PARAM_URI] = params["migration_uri"]
-    if params.get("bandwidth"):
-        typed[lv.VIR_MIGRATE_PARAM_BANDWIDTH] = int(params["bandwidth"])
+    if params.get("bandwidth_mib_per_s"):
+        typed[lv.VIR_MIGRATE_PARAM_BANDWIDTH] = int(params["bandwidth_mib_per_s"])
     if params.get("auto_converge_initial") is not None:
         typed[lv.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL] = int(params["auto_converge_initial"])
     if params.get("auto_converge_increment") is not None:

@@ -43,15 +43,17 @@ class MigrationFailed(Exception):
 def preflight_checks(source_domain, dest_conn):
     """Checks that can fail without moving anything; raises MigrationFailed."""
     memory = libvirt_client.domain_memory_bytes(source_domain)
-    free = libvirt_client.free_memory_bytes(dest_conn)
-    if free < memory:
-        raise MigrationFailed("destination %s has %d MiB free, domain %s needs %d MiB"
-                              % (dest_conn.getURI(), free // 2 ** 20, source_domain.name(), memory // 2 ** 20))
+    room = libvirt_client.destination_memory(source_domain, dest_conn)
+    if room["available_bytes"] is not None and room["available_bytes"] < memory:
+        raise MigrationFailed("destination %s has %d MiB of %s, domain %s needs %d MiB"
+                              % (dest_conn.getURI(), room["available_bytes"] // 2 ** 20, room["what"],
+                                 source_domain.name(), memory // 2 ** 20))
     cpu = libvirt_client.cpu_compatibility(source_domain, dest_conn)
     if cpu["result"] in ("incompatible", "error"):
         raise MigrationFailed("destination %s cannot run the CPU of domain %s (%s: %s)"
                               % (dest_conn.getURI(), source_domain.name(), cpu["detail"], cpu["result"]))
-    return {"memory_bytes": memory, "destination_free_memory_bytes": free, "cpu": cpu}
+    return {"memory_bytes": memory, "destination_free_memory_bytes": room["available_bytes"],
+            "destination_memory": room["what"], "cpu": cpu}
 
 
 def destination_clash(dest_conn, source_domain):
@@ -72,7 +74,7 @@ def start_migration_call(params, uuid, dest_conn, dest_uri, flags, typed):
     libvirt 9.0's client left such a second call (abortJob, jobStats) waiting until the
     migration ended, so an abort at the completion timeout never reached libvirtd.
     """
-    domain = open_connection(params["source_uri"], "source").lookupByUUIDString(uuid)
+    domain = open_connection(params["uri"], "source").lookupByUUIDString(uuid)
     if params["peer_to_peer"]:
         return lambda: domain.migrateToURI3(dest_uri, typed, flags)
     return lambda: domain.migrate3(dest_conn, typed, flags)
@@ -178,9 +180,9 @@ def recover_after_failure(source_conn, probe, uuid, outcome, created_nothing_bef
 
 def describe_failure(params, outcome, deadline_s, memory_bytes, probe):
     if outcome.timed_out and outcome.timeout_action == "abort":
-        return ("migration did not complete within the completion timeout of %.0f s (completion_timeout %d s/GiB"
-                " x %.1f GiB counted for %d MiB of RAM) and was aborted: %s"
-                % (deadline_s, params["completion_timeout"], data_gib(memory_bytes),
+        return ("migration did not complete within the completion timeout of %.0f s (completion_timeout_s_per_gib"
+                " %d x %.1f GiB counted for %d MiB of RAM) and was aborted: %s"
+                % (deadline_s, params["completion_timeout_s_per_gib"], data_gib(memory_bytes),
                    memory_bytes // 2 ** 20, outcome.error))
     prefix = "migration failed"
     if outcome.timed_out:
@@ -194,18 +196,18 @@ def describe_failure(params, outcome, deadline_s, memory_bytes, probe):
 def check_destination(params, result, source_domain, dest_conn):
     """Idempotence and the destination-side checks. Returns True if already migrated."""
     dest_uri = result["destination_uri"]
-    dest_domain = find_domain(dest_conn, source_domain.UUIDString() if source_domain else params["domain"])
+    dest_domain = find_domain(dest_conn, source_domain.UUIDString() if source_domain else params["name"])
     source_active = source_domain is not None and source_domain.isActive()
     if dest_domain is not None and dest_domain.isActive():
         if source_active:
             raise MigrationFailed("domain %s is running on both the source and the destination %s"
-                                  % (params["domain"], dest_uri))
+                                  % (params["name"], dest_uri))
         result.update(already_migrated=True, domain=dest_domain.name(), uuid=dest_domain.UUIDString(),
                       destination=domain_presence(dest_domain))
         return True
     if source_domain is None:
         raise MigrationFailed("domain %s not found on the source %s (nor running on the destination %s)"
-                              % (params["domain"], params["source_uri"], dest_uri))
+                              % (params["name"], params["uri"], dest_uri))
     if not source_active:
         raise MigrationFailed("domain %s is %s on the source; live migration needs a running domain"
                               % (source_domain.name(), libvirt_client.domain_state(source_domain)))
@@ -218,39 +220,39 @@ def check_destination(params, result, source_domain, dest_conn):
 
 def run(params, check_mode):
     """The module's result for ``params``; see the module docstring for what it raises."""
-    result = dict(changed=False, already_migrated=False, source_uri=params["source_uri"])
+    result = dict(changed=False, already_migrated=False, source_uri=params["uri"])
     validate(params)
     dest_uri = destination_uri(params)
     result["destination_uri"] = dest_uri
     lv = libvirt_client.libvirt
-    libvirt_client.quiet_libvirt()
 
-    source_conn = open_connection(params["source_uri"], "source")
-    source_domain = find_domain(source_conn, params["domain"])
-    probe = DestinationProbe(dest_uri, source_domain.UUIDString() if source_domain else params["domain"])
+    source_conn = open_connection(params["uri"], "source")
+    source_domain = find_domain(source_conn, params["name"])
+    # The destination connection (about a second over ssh) opens while the source is read.
+    probe = DestinationProbe(dest_uri, source_domain.UUIDString() if source_domain else params["name"])
     probe.start()
     if source_domain is not None:
         result.update(domain=source_domain.name(), uuid=source_domain.UUIDString())
-    # A real peer-to-peer migration of a running domain starts at once: libvirt's prepare
-    # phase on the destination refuses a clash, a CPU it cannot run or memory it cannot
-    # get, and the destination checks run in check mode (the role's pre-check).
-    start_now = (source_domain is not None and source_domain.isActive() and params["peer_to_peer"]
-                 and not check_mode)
-    if start_now:
-        memory = libvirt_client.domain_memory_bytes(source_domain)
-    else:
-        if check_destination(params, result, source_domain, probe.connection()):
-            return result
-        memory = result["checks"]["memory_bytes"]
+    # Every migration checks the destination first, whoever called the module: libvirt's
+    # prepare phase refuses an active namesake, but neither a stale inactive definition
+    # nor memory the destination does not have (THP guest RAM is allocated as it arrives).
+    try:
+        dest_conn = probe.connection()
+    except LibvirtClientError as exc:
+        raise MigrationFailed("%s; domain is %s on the source, nothing was migrated" % (
+            exc, libvirt_client.domain_state(source_domain) if source_domain is not None else "absent"), result)
+    if check_destination(params, result, source_domain, dest_conn):
+        return result
+    memory = result["checks"]["memory_bytes"]
     result["changed"] = True
     if check_mode:
         return result
 
     schedule = []
-    if params["max_downtime"]:
-        schedule = downtime_schedule(params["max_downtime"], params["downtime_steps"],
-                                     params["downtime_delay"], memory)
-    deadline_s = completion_deadline_s(params["completion_timeout"], memory)
+    if params["max_downtime_ms"]:
+        schedule = downtime_schedule(params["max_downtime_ms"], params["downtime_steps"],
+                                     params["downtime_delay_s_per_gib"], memory)
+    deadline_s = completion_deadline_s(params["completion_timeout_s_per_gib"], memory)
     # The guest's huge mappings split inside the migration (0 after a pre-split with hold).
     mappings = SourceMappings.open(result["domain"], result["uuid"])
     try:
@@ -258,7 +260,7 @@ def run(params, check_mode):
         started_at = time.time()
         call = start_migration_call(params, result["uuid"], probe.conn, dest_uri,
                                     migration_flags(params, lv), migration_params(params, lv))
-        monitor = MigrationMonitor(source_domain, call, lv, params["poll_interval"], schedule, deadline_s,
+        monitor = MigrationMonitor(source_domain, call, lv, params["poll_interval_s"], schedule, deadline_s,
                                    params["completion_timeout_action"], on_sample=mappings.sample)
         outcome = monitor.run()
     finally:

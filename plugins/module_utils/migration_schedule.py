@@ -10,6 +10,10 @@ reached through the collection's filters (plugins/filter/migration_schedule.py),
                      domain entries (the planner already says each migration's options
                      and what it waits for)
   place_domains      where each listed domain goes: its own destination, else round-robin
+  live_migrate_args  the options shared by a run's live_migrate calls, by the module's
+                     own option names
+  evacuation_limits  the planner's limits with their defaults (the parallel migrations
+                     a run allows per source and destination when no plan says more)
   pack_waves         the waves the pending migrations run in: planned waves as planned,
                      the others packed under the per-source and per-destination limits
   migration_results  one result per domain from the pre-checks, the async migrations'
@@ -18,6 +22,9 @@ reached through the collection's filters (plugins/filter/migration_schedule.py),
 """
 
 from collections.abc import Mapping
+
+from ansible_collections.presplit.kvm.plugins.module_utils.evacuation_planner import PlanningError, resolve_limits
+from ansible_collections.presplit.kvm.plugins.module_utils.migration_options import MigrationOptionError, canonical_options
 
 # Keys of a domain entry (a live_migration_domains item) carried to its placement.
 PLAN_KEYS = ('wave', 'after', 'options')
@@ -43,7 +50,7 @@ def host_migrations(plan, host):
                                     % (migration.get('domain'), ', '.join(missing)))
             entries.append({'name': migration['domain'], 'destination': migration['destination'],
                             'wave': wave['wave'], 'after': list(migration['after']),
-                            'options': dict(migration['options'])})
+                            'options': _options(migration['options'], migration['domain'])})
     return entries
 
 
@@ -66,8 +73,43 @@ def place_domains(domains, destinations):
             raise ScheduleError('domain %s has no destination: give it one, or give destinations' % name)
         place = {'domain': str(name), 'destination': destination}
         place.update((key, fields[key]) for key in PLAN_KEYS if key in fields)
+        if 'options' in place:
+            place['options'] = _options(place['options'], name)
         placement.append(place)
     return placement
+
+
+def _options(options, domain):
+    """A domain's own live_migrate options by the module's option names (old names are
+    aliases), so that they replace the shared ones of the same name."""
+    try:
+        return canonical_options(options, 'options of domain %s' % domain)
+    except MigrationOptionError as error:
+        raise ScheduleError(str(error))
+
+
+def evacuation_limits(limits):
+    """``limits`` (evacuation_plan's option, a mapping that may leave any out) with the
+    planner's defaults for the ones it leaves out."""
+    if not isinstance(limits, Mapping):
+        raise ScheduleError('limits must be a mapping, got %s' % type(limits).__name__)
+    try:
+        return resolve_limits(limits)
+    except PlanningError as error:
+        raise ScheduleError(error.message)
+
+
+def live_migrate_args(options, **fixed):
+    """``options`` (live_migration_options: live_migrate options, by name or alias) with
+    ``fixed`` (the role's own: uri, transport) over them, by the module's option names: the
+    module_defaults every live_migrate call of a run shares. A domain's own options, named the
+    same way (place_domains), then replace them option by option."""
+    try:
+        args = canonical_options(options, 'live_migrate options')
+        args.update(canonical_options(fixed, 'live_migrate options'))
+    except MigrationOptionError as error:
+        raise ScheduleError(str(error))
+    return args
 
 
 def _wave_number(place):

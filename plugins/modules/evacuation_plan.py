@@ -277,7 +277,7 @@ waves:
           (pre-copy passes), C(throttle_pct), C(transferred_mib), C(duration_s), C(downtime_ms) (null for post-copy),
           C(start_s), C(end_s) and C(wave).
         - What runs it as planned, C(options), the M(presplit.kvm.live_migrate) options of its mode and cap
-          (C(bandwidth) in whole MiB/s, C(auto_converge), or C(post_copy) with C(completion_timeout_action=postcopy)),
+          (C(bandwidth_mib_per_s) in whole MiB/s, C(auto_converge), or C(post_copy) with C(completion_timeout_action=postcopy)),
           and C(after), the migrations from the same source host it must wait for (the waves' C(wait_for) as one
           host's run sees them, since that run only has its own migrations running).
       type: list
@@ -307,7 +307,7 @@ waves:
           end_s: 15.268
           wave: 1
           after: []
-          options: {bandwidth: 1192}
+          options: {bandwidth_mib_per_s: 1192}
     - wave: 2
       start_s: 15.268
       duration_s: 3.436
@@ -332,7 +332,7 @@ waves:
           end_s: 18.704
           wave: 2
           after: [db1]
-          options: {bandwidth: 1192}
+          options: {bandwidth_mib_per_s: 1192}
 shutdown:
   description: Non-migratable domains to shut down before the maintenance and start again on O(hosts[].name) C(restart_on).
   returned: success
@@ -397,7 +397,7 @@ not_migratable:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.presplit.kvm.plugins.module_utils.evacuation_planner import (
-    BACKINGS, KERNEL_MODES, NON_MIGRATABLE_POLICIES, PlanningError, plan_evacuation)
+    BACKINGS, DEFAULT_LIMITS, KERNEL_MODES, NON_MIGRATABLE_POLICIES, PlanningError, plan_evacuation)
 
 # Warnings name this many domains; RV(without_presplit) has them all.
 DOMAINS_IN_WARNING = 5
@@ -427,14 +427,8 @@ DOMAIN_SPEC = dict(
     cpu_group=dict(type='str'),
 )
 
-LIMITS_SPEC = dict(
-    max_outgoing_per_host=dict(type='int', default=2),
-    max_incoming_per_host=dict(type='int', default=2),
-    max_parallel_per_cluster=dict(type='int', default=5),
-    host_bandwidth_mib_per_s=dict(type='int', default=1192),
-    cluster_bandwidth_mib_per_s=dict(type='int'),
-    migration_bandwidth_mib_per_s=dict(type='int'),
-)
+# The defaults are the planner's (DEFAULT_LIMITS), so the roles' presplit.kvm.evacuation_limits agrees.
+LIMITS_SPEC = dict((name, dict(type='int', default=default)) for name, default in DEFAULT_LIMITS.items())
 
 ARGUMENT_SPEC = dict(
     hosts=dict(type='list', elements='dict', required=True, options=HOST_SPEC),

@@ -16,13 +16,11 @@ description:
     remaining, iterations, dirty rate), raises the allowed downtime step by step as OpenStack
     Nova does, and applies the completion-timeout action when the migration takes too long.
   - Returns the statistics of the completed job and a summary of the progress seen.
-  - In check mode it checks, without moving anything, that the domain runs on the source, the
-    destination is reachable, no domain with that name or UUID exists on the destination, the
-    destination has enough free memory and can run the domain's CPU model.
-  - A real peer-to-peer migration of a running domain starts at once, while the module connects
-    to the destination in the background (an ssh connection takes about a second); libvirt's
-    prepare phase on the destination then refuses a name clash, a CPU it cannot run or memory
-    it cannot get. Direct migrations run the checks first.
+  - Before any migration, and alone in check mode, it checks without moving anything that the
+    domain runs on the source, the destination is reachable, no domain with that name or UUID
+    exists on the destination, the destination has the memory the domain needs (free huge pages
+    of its page size for a hugetlbfs-backed domain, else free, buffer and page-cache memory) and
+    can run the domain's CPU model.
   - Idempotent, a domain already running on the destination and not on the source is reported
     with C(changed=false).
   - When the migration fails or is aborted, the module verifies that the domain still runs on
@@ -39,14 +37,18 @@ attributes:
   check_mode:
     description: Runs every pre-check and reports C(changed=true) when a migration would run.
 options:
-  domain:
+  name:
     description: Name or UUID of the domain to migrate.
     type: str
     required: true
-  source_uri:
-    description: libvirt URI of the source daemon, normally the local one.
+    aliases: [domain]
+  uri:
+    description:
+      - libvirt URI of the source daemon, normally the local one.
+      - Set for every libvirt module at once with C(module_defaults) and C(group/presplit.kvm.libvirt).
     type: str
     default: qemu:///system
+    aliases: [source_uri]
   destination_uri:
     description:
       - libvirt URI of the destination daemon, for example C(qemu+ssh://h2/system).
@@ -86,27 +88,30 @@ options:
     description: Undefine the domain on the source once the migration succeeded. Requires O(persistent).
     type: bool
     default: true
-  bandwidth:
+  bandwidth_mib_per_s:
     description: Bandwidth limit of the migration in MiB/s, C(0) for no limit.
     type: int
     default: 0
-  max_downtime:
+    aliases: [bandwidth]
+  max_downtime_ms:
     description:
       - Largest allowed downtime in milliseconds, reached at the end of the stepped schedule.
-      - The schedule starts at O(max_downtime) / O(downtime_steps) and adds an equal share every
-        O(downtime_delay) seconds per GiB of guest RAM (at least 2 GiB), like Nova's
+      - The schedule starts at O(max_downtime_ms) / O(downtime_steps) and adds an equal share every
+        O(downtime_delay_s_per_gib) seconds per GiB of guest RAM (at least 2 GiB), like Nova's
         C(live_migration_downtime), C(_steps) and C(_delay).
       - C(0) leaves the hypervisor's default downtime alone.
     type: int
     default: 500
+    aliases: [max_downtime]
   downtime_steps:
     description: Number of steps of the downtime schedule after the first one.
     type: int
     default: 10
-  downtime_delay:
+  downtime_delay_s_per_gib:
     description: Seconds per GiB of guest RAM between two steps of the downtime schedule.
     type: int
     default: 75
+    aliases: [downtime_delay]
   auto_converge:
     description: Throttle the guest's vCPUs when the migration does not converge.
     type: bool
@@ -140,12 +145,13 @@ options:
   tls_destination:
     description: Host name expected in the destination's TLS certificate, when it differs.
     type: str
-  completion_timeout:
+  completion_timeout_s_per_gib:
     description:
       - Seconds per GiB of guest RAM (at least 2 GiB) the migration may take before
         O(completion_timeout_action) applies. C(0) disables the timeout.
     type: int
     default: 800
+    aliases: [completion_timeout]
   completion_timeout_action:
     description:
       - What to do when the completion timeout is reached.
@@ -155,12 +161,15 @@ options:
     type: str
     choices: [abort, postcopy, pause]
     default: abort
-  poll_interval:
+  poll_interval_s:
     description: Seconds between two polls of the migration job statistics.
     type: float
     default: 0.5
+    aliases: [poll_interval]
 notes:
   - The module runs on the source host and needs a libvirt connection to the destination too.
+  - The earlier option names (C(domain), C(source_uri), C(bandwidth), C(max_downtime), C(downtime_delay),
+    C(completion_timeout), C(poll_interval)) remain aliases of the names with units.
   - With O(peer_to_peer=true) the source libvirtd resolves and authenticates to the destination
     URI itself (for C(qemu+ssh) it uses root's ssh keys on the source host).
   - The CPU check uses C(compareHypervisorCPU) on the destination; a domain without a CPU model
@@ -170,31 +179,31 @@ notes:
 EXAMPLES = r"""
 - name: Migrate web1 to h2 over ssh, peer-to-peer
   presplit.kvm.live_migrate:
-    domain: web1
+    name: web1
     destination_host: h2
 
 - name: Migrate a busy guest with auto-converge and a bandwidth cap, abort after 300 s/GiB
   presplit.kvm.live_migrate:
-    domain: 0ed4c3a4-4a1e-4bb0-9f0c-6b3f3f6cd1a1
+    name: 0ed4c3a4-4a1e-4bb0-9f0c-6b3f3f6cd1a1
     destination_uri: qemu+tcp://h3/system
-    bandwidth: 1000
+    bandwidth_mib_per_s: 1000
     auto_converge: true
     auto_converge_initial: 20
     auto_converge_increment: 10
-    completion_timeout: 300
+    completion_timeout_s_per_gib: 300
     completion_timeout_action: abort
 
 - name: Switch to post-copy if pre-copy has not converged after 120 s/GiB
   presplit.kvm.live_migrate:
-    domain: db1
+    name: db1
     destination_host: h2
     post_copy: true
-    completion_timeout: 120
+    completion_timeout_s_per_gib: 120
     completion_timeout_action: postcopy
 
 - name: Only check that db1 could move to h3
   presplit.kvm.live_migrate:
-    domain: db1
+    name: db1
     destination_host: h3
   check_mode: true
 """
@@ -227,21 +236,27 @@ already_migrated:
   sample: false
 checks:
   description: Results of the destination checks.
-  returned: in check mode and for direct migrations, when the domain runs on the source
+  returned: when the domain runs on the source and not yet on the destination
   type: dict
   contains:
     memory_bytes:
       description: Maximum memory of the domain.
       type: int
     destination_free_memory_bytes:
-      description: Free memory on the destination.
+      description:
+        - What the destination has for the domain's RAM (see RV(checks.destination_memory)); null when it
+          cannot say.
       type: int
+    destination_memory:
+      description: What RV(checks.destination_free_memory_bytes) counts.
+      type: str
     cpu:
       description: CPU comparison on the destination, C(result) and C(detail).
       type: dict
   sample:
     memory_bytes: 134217728
     destination_free_memory_bytes: 20000000000
+    destination_memory: free, buffer and page-cache memory
     cpu: {result: skipped, detail: domain defines no CPU model}
 destination:
   description: The domain as found on the destination afterwards (name, uuid, active, persistent, state).
@@ -353,64 +368,22 @@ started_at:
   sample: 1795629472.613
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.presplit.kvm.plugins.module_utils import libvirt_client
-from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_client import LibvirtClientError
+from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_module import libvirt_errors, libvirt_module
 from ansible_collections.presplit.kvm.plugins.module_utils.migration_options import (
-    COMPLETION_TIMEOUT_ACTIONS,
-    COMPRESSION_METHODS,
-    TRANSPORTS,
-    MigrationOptionError,
-)
+    ARGUMENT_SPEC, MUTUALLY_EXCLUSIVE, REQUIRED_ONE_OF, MigrationOptionError)
 from ansible_collections.presplit.kvm.plugins.module_utils.migration_run import MigrationFailed, run
-from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.domain import DEFAULT_URI
-
-ARGUMENT_SPEC = dict(
-    domain=dict(type="str", required=True),
-    source_uri=dict(type="str", default=DEFAULT_URI),
-    destination_uri=dict(type="str"),
-    destination_host=dict(type="str"),
-    transport=dict(type="str", choices=list(TRANSPORTS), default="ssh"),
-    migration_uri=dict(type="str"),
-    peer_to_peer=dict(type="bool", default=True),
-    tunnelled=dict(type="bool", default=False),
-    persistent=dict(type="bool", default=True),
-    undefine_source=dict(type="bool", default=True),
-    bandwidth=dict(type="int", default=0),
-    max_downtime=dict(type="int", default=500),
-    downtime_steps=dict(type="int", default=10),
-    downtime_delay=dict(type="int", default=75),
-    auto_converge=dict(type="bool", default=False),
-    auto_converge_initial=dict(type="int"),
-    auto_converge_increment=dict(type="int"),
-    post_copy=dict(type="bool", default=False),
-    parallel_connections=dict(type="int", default=0),
-    compression=dict(type="list", elements="str", choices=list(COMPRESSION_METHODS)),
-    tls=dict(type="bool", default=False),
-    tls_destination=dict(type="str"),
-    completion_timeout=dict(type="int", default=800),
-    completion_timeout_action=dict(type="str", choices=list(COMPLETION_TIMEOUT_ACTIONS), default="abort"),
-    poll_interval=dict(type="float", default=0.5),
-)
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    if libvirt_client.LIBVIRT_IMPORT_ERROR is not None:
-        module.fail_json(msg=missing_required_lib("libvirt-python (python3-libvirt)"),
-                         exception=str(libvirt_client.LIBVIRT_IMPORT_ERROR))
-    try:
-        result = run(module.params, module.check_mode)
-    except MigrationOptionError as exc:
-        module.fail_json(msg="invalid options: %s" % exc)
-    except MigrationFailed as exc:
-        partial = exc.args[1] if len(exc.args) > 1 else {}
-        module.fail_json(msg=exc.args[0], **partial)
-    except LibvirtClientError as exc:
-        module.fail_json(msg=str(exc))
-    except libvirt_client.libvirt.libvirtError as exc:
-        module.fail_json(msg="libvirt error: %s" % exc)
+    module = libvirt_module(ARGUMENT_SPEC, mutually_exclusive=MUTUALLY_EXCLUSIVE, required_one_of=REQUIRED_ONE_OF)
+    with libvirt_errors(module):
+        try:
+            result = run(module.params, module.check_mode)
+        except MigrationOptionError as exc:
+            module.fail_json(msg="invalid options: %s" % exc)
+        except MigrationFailed as exc:
+            partial = exc.args[1] if len(exc.args) > 1 else {}
+            module.fail_json(msg=exc.args[0], **partial)
     module.exit_json(**result)
 
 

@@ -83,14 +83,9 @@ running:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
 from ansible_collections.presplit.kvm.plugins.module_utils import libvirt_client
-from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_client import (
-    LibvirtClientError,
-    find_domain,
-    open_connection,
-)
+from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_client import find_domain, open_connection
+from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_module import libvirt_errors, libvirt_module
 from ansible_collections.presplit.kvm.plugins.module_utils.migration_monitor import job_is_active
 
 MIB = 1024 * 1024
@@ -152,19 +147,12 @@ def count(migrations, state):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(libvirt_client.LIBVIRT_ARGUMENT_SPEC,
-                           domains=dict(type="list", elements="str", required=True),
-                           wait_s=dict(type="int", default=0)),
-        supports_check_mode=True)
-    if libvirt_client.LIBVIRT_IMPORT_ERROR is not None:
-        module.fail_json(msg=missing_required_lib("libvirt-python (python3-libvirt)"),
-                         exception=str(libvirt_client.LIBVIRT_IMPORT_ERROR))
+    module = libvirt_module(dict(domains=dict(type="list", elements="str", required=True),
+                                 wait_s=dict(type="int", default=0)))
     if module.params["wait_s"] < 0:
         module.fail_json(msg="wait_s must not be negative, got %d" % module.params["wait_s"])
-    libvirt_client.quiet_libvirt()
     lv = libvirt_client.libvirt
-    try:
+    with libvirt_errors(module):
         conn = open_connection(module.params["uri"], "source")
         migrations = read_progress(conn, module.params["domains"], lv)
         deadline = time.monotonic() + module.params["wait_s"]
@@ -175,10 +163,6 @@ def main():
             migrations = latest
             if stopped:
                 break
-    except LibvirtClientError as exc:
-        module.fail_json(msg=str(exc))
-    except lv.libvirtError as exc:
-        module.fail_json(msg="libvirt error: %s" % exc)
     module.exit_json(changed=False, migrations=migrations,
                      migrating=count(migrations, "migrating"), running=count(migrations, "running"))
 

@@ -14,7 +14,7 @@ description:
     and O(presplit.kvm.evacuation_plan#module:domains). Gather it on every host of the cluster and feed the lists to the planner,
     which chooses pre-copy, auto-converge or post-copy per domain from the measured dirty rate.
   - "Dirty rate: C(virDomainStartDirtyRateCalc) is started on every running domain first, then the module waits once and
-    reads the C(dirtyrate) domain statistics, so N domains cost one O(dirty_rate_seconds) period, not N. A domain whose
+    reads the C(dirtyrate) domain statistics, so N domains cost one O(dirty_rate_period_s) period, not N. A domain whose
     measurement fails (vanished, stopped, not supported by its QEMU or libvirt, timed out) is reported in RV(dirty_rate)
     with its status and error, counts as 0 MiB/s and is named in a warning; the others are not affected."
   - "The default mode, V(page-sampling), hashes a sample of guest pages (512 per GiB) at the start and the end of the
@@ -101,10 +101,11 @@ options:
     description: Measure the dirty rate of the running domains. V(false) reports 0 MiB/s for every domain.
     type: bool
     default: true
-  dirty_rate_seconds:
+  dirty_rate_period_s:
     description: Measurement period in seconds (1 to 60). All domains are measured during the same period.
     type: int
     default: 1
+    aliases: [dirty_rate_seconds]
   dirty_rate_mode:
     description:
       - V(page-sampling) hashes sampled pages and does not touch KVM dirty logging.
@@ -113,9 +114,10 @@ options:
     type: str
     choices: [page-sampling, dirty-bitmap, dirty-ring]
     default: page-sampling
-  dirty_rate_timeout:
-    description: Seconds to wait for all results after the first measurement started. Unset means O(dirty_rate_seconds) + 10.
+  dirty_rate_timeout_s:
+    description: Seconds to wait for all results after the first measurement started. Unset means O(dirty_rate_period_s) + 10.
     type: float
+    aliases: [dirty_rate_timeout]
   domains:
     description:
       - Names or UUIDs of the domains to return and measure. Empty means every active domain.
@@ -164,7 +166,7 @@ EXAMPLES = r'''
   presplit.kvm.placement_facts:
     host_name: "{{ inventory_hostname }}"
     domains: [db1, web1]
-    dirty_rate_seconds: 3
+    dirty_rate_period_s: 3
 
 # Tag two domains so that they never share a host (run on their host):
 #   virsh metadata db1 --uri https://presplit-kvm.invalid/xmlns/placement/1 --key presplit \
@@ -281,12 +283,10 @@ ansible_facts:
       type: dict
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_client import (
-    LIBVIRT_ARGUMENT_SPEC, LIBVIRT_IMPORT_ERROR, LibvirtClientError, host_name, open_connection, quiet_libvirt)
+from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_client import host_name, open_connection
 from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_dirty_rate import (
     DEFAULT_MODE, MAX_SECONDS, MIN_SECONDS, MODES)
+from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_module import libvirt_errors, libvirt_module
 from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_placement import (
     DEFAULT_CPU_GROUP, DEFAULT_MEMORY_RESERVE_MIB, DEFAULT_VCPU_OVERCOMMIT, PlacementError, gather_placement_facts,
     unmeasured)
@@ -295,7 +295,6 @@ from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_placement imp
 DOMAINS_IN_WARNING = 5
 
 ARGUMENT_SPEC = dict(
-    LIBVIRT_ARGUMENT_SPEC,
     host_name=dict(type='str'),
     cpu_group=dict(type='str', default=DEFAULT_CPU_GROUP),
     memory_reserve_mib=dict(type='int', default=DEFAULT_MEMORY_RESERVE_MIB),
@@ -303,9 +302,9 @@ ARGUMENT_SPEC = dict(
     bandwidth_mib_per_s=dict(type='int'),
     kernel_mode=dict(type='str', choices=['detect', 'patched', 'eager-split-only', 'none'], default='detect'),
     measure_dirty_rate=dict(type='bool', default=True),
-    dirty_rate_seconds=dict(type='int', default=1),
+    dirty_rate_period_s=dict(type='int', default=1, aliases=['dirty_rate_seconds']),
     dirty_rate_mode=dict(type='str', choices=sorted(MODES), default=DEFAULT_MODE),
-    dirty_rate_timeout=dict(type='float'),
+    dirty_rate_timeout_s=dict(type='float', aliases=['dirty_rate_timeout']),
     domains=dict(type='list', elements='str', default=[]),
 )
 
@@ -324,37 +323,33 @@ def _kernel_mode(requested):
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = libvirt_module(ARGUMENT_SPEC)
     params = module.params
-    if LIBVIRT_IMPORT_ERROR is not None:
-        module.fail_json(msg=missing_required_lib('libvirt-python (python3-libvirt)'), exception=str(LIBVIRT_IMPORT_ERROR))
-    seconds = params['dirty_rate_seconds']
+    seconds = params['dirty_rate_period_s']
     if not MIN_SECONDS <= seconds <= MAX_SECONDS:
-        module.fail_json(msg='dirty_rate_seconds must be %d to %d, got %d' % (MIN_SECONDS, MAX_SECONDS, seconds))
+        module.fail_json(msg='dirty_rate_period_s must be %d to %d, got %d' % (MIN_SECONDS, MAX_SECONDS, seconds))
     if params['memory_reserve_mib'] < 0:
         module.fail_json(msg='memory_reserve_mib must not be negative')
     if params['vcpu_overcommit'] <= 0:
         module.fail_json(msg='vcpu_overcommit must be positive')
-    if params['dirty_rate_timeout'] is not None and params['dirty_rate_timeout'] < seconds:
-        module.fail_json(msg='dirty_rate_timeout must be at least dirty_rate_seconds')
+    if params['dirty_rate_timeout_s'] is not None and params['dirty_rate_timeout_s'] < seconds:
+        module.fail_json(msg='dirty_rate_timeout_s must be at least dirty_rate_period_s')
     kernel_mode, kernel_reason = _kernel_mode(params['kernel_mode'])
-    quiet_libvirt()
     conn = None
     libvirt_name = None
-    try:
-        conn = open_connection(params['uri'], 'host')
-        libvirt_name = host_name(conn)
-        facts = gather_placement_facts(
-            conn, params['host_name'] or libvirt_name, cpu_group=params['cpu_group'],
-            memory_reserve_mib=params['memory_reserve_mib'], vcpu_overcommit=params['vcpu_overcommit'],
-            names=params['domains'], measure=params['measure_dirty_rate'], seconds=seconds,
-            mode=params['dirty_rate_mode'], timeout=params['dirty_rate_timeout'], kernel_mode=kernel_mode,
-            bandwidth_mib_per_s=params['bandwidth_mib_per_s'])
-    except (LibvirtClientError, PlacementError) as exc:
-        module.fail_json(msg=str(exc))
-    finally:
-        if conn is not None:
-            conn.close()
+    with libvirt_errors(module, PlacementError):
+        try:
+            conn = open_connection(params['uri'], 'host')
+            libvirt_name = host_name(conn)
+            facts = gather_placement_facts(
+                conn, params['host_name'] or libvirt_name, cpu_group=params['cpu_group'],
+                memory_reserve_mib=params['memory_reserve_mib'], vcpu_overcommit=params['vcpu_overcommit'],
+                names=params['domains'], measure=params['measure_dirty_rate'], seconds=seconds,
+                mode=params['dirty_rate_mode'], timeout=params['dirty_rate_timeout_s'], kernel_mode=kernel_mode,
+                bandwidth_mib_per_s=params['bandwidth_mib_per_s'])
+        finally:
+            if conn is not None:
+                conn.close()
     facts['host_details'].update({'libvirt_host_name': libvirt_name, 'kernel_mode_reason': kernel_reason})
     if params['dirty_rate_mode'] != DEFAULT_MODE:
         module.warn('dirty_rate_mode=%s toggles KVM dirty logging (dirty-bitmap) or needs the dirty ring: a pre-split '

@@ -60,11 +60,12 @@ options:
     description: Keep the range at O(level) or below until released.
     type: bool
     default: false
-  rate:
+  rate_gib_per_s:
     description:
       - Limit in GiB of guest physical address space per second. Unlimited when not given.
       - Must be greater than 0 and at most 4096.
     type: float
+    aliases: [rate]
   chunk_mib:
     description: Size of the range handled by one ioctl, in MiB; a multiple of 2, at most 65536.
     type: int
@@ -91,7 +92,7 @@ EXAMPLES = r"""
     domains: [web01]
     level: 4k
     hold: true
-    rate: 8
+    rate_gib_per_s: 8
   register: presplit
 
 - name: Carry on with a warning on hosts without the kernel patch
@@ -225,7 +226,7 @@ def main():
             state=dict(type="str", choices=["split", "released"], default="split"),
             level=dict(type="str", choices=["4k", "2m"], default="4k"),
             hold=dict(type="bool", default=False),
-            rate=dict(type="float"),
+            rate_gib_per_s=dict(type="float", aliases=["rate"]),
             chunk_mib=dict(type="int", default=1024),
             force_release=dict(type="bool", default=False),
             on_unsupported=dict(type="str", choices=["fail", "warn", "skip"], default="fail"),
@@ -243,7 +244,7 @@ def main():
             try:
                 if params["state"] == "split":
                     result = host.split(ident, level=params["level"], hold=params["hold"],
-                                        rate_gib_s=params["rate"], chunk=params["chunk_mib"] * (1 << 20),
+                                        rate_gib_s=params["rate_gib_per_s"], chunk=params["chunk_mib"] * (1 << 20),
                                         dry_run=module.check_mode)
                     if not result["supported"] and "unsupported_reason" in result:
                         # check mode: predict what the real run would do with this domain

@@ -70,7 +70,7 @@ def test_options_follow_the_planned_mode_and_bandwidth(view):
     for entry in mine["migrations"]:
         migration = planned[entry["name"]]
         assert entry["options"] == dict(expected_mode_options[migration["mode"]],
-                                        bandwidth=max(1, int(migration["bandwidth_mib_per_s"])))
+                                        bandwidth_mib_per_s=max(1, int(migration["bandwidth_mib_per_s"])))
 
 
 def test_each_migration_waits_for_this_host_s_migrations_that_ended_since_its_previous_wave(view):

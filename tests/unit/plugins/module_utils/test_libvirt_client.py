@@ -102,3 +102,67 @@ def test_constant_fallbacks_are_the_bindings_numbers():
     assert len(lc.CONSTANT_FALLBACKS) >= 15
     for name, fallback in sorted(lc.CONSTANT_FALLBACKS.items()):
         assert getattr(libvirt, name) == fallback, name
+
+
+class _Domain:
+    """Only the XML of a domain (destination_memory reads nothing else)."""
+
+    def __init__(self, memory_backing=""):
+        self._xml = "<domain type='kvm'><name>g</name><memoryBacking>%s</memoryBacking></domain>" % memory_backing
+
+    def XMLDesc(self, _flags):
+        return self._xml
+
+
+class _Destination:
+    """A destination connection's node statistics, as a fake: libvirt's test driver has no
+    node memory statistics and reports no free huge pages, a real daemon does (the lab and
+    the e2e tier migrate against real ones)."""
+
+    def __init__(self, stats=None, free_pages=None):
+        self.stats = stats
+        self.free_pages = free_pages
+        self.page_queries = []
+
+    def getURI(self):
+        return "qemu+ssh://h2/system"
+
+    def getMemoryStats(self, cell):
+        assert cell == lc.NODE_MEMORY_STATS_ALL_CELLS
+        return self.stats
+
+    def getFreePages(self, sizes, start_cell, cell_count):
+        self.page_queries.append((sizes, start_cell, cell_count))
+        return self.free_pages
+
+
+def test_destination_memory_counts_page_cache_for_thp_or_small_pages():
+    dest = _Destination(stats={"total": 8 << 20, "free": 100 << 10, "buffers": 50 << 10, "cached": 1 << 20})
+    room = lc.destination_memory(_Domain(), dest)
+    assert room == {"available_bytes": ((100 << 10) + (50 << 10) + (1 << 20)) * 1024,
+                    "what": "free, buffer and page-cache memory"}
+    assert dest.page_queries == []
+
+
+@pytest.mark.parametrize("backing, page_kib", [
+    ("<hugepages><page size='2' unit='M'/></hugepages>", 2048),
+    ("<hugepages><page size='1' unit='G'/></hugepages>", 1048576),
+])
+def test_destination_memory_of_hugetlb_domain_is_free_pages_of_its_size(backing, page_kib):
+    # Plenty of ordinary memory, few huge pages: the huge pages decide.
+    dest = _Destination(stats={"free": 64 << 20}, free_pages={-1: {page_kib: 3}})
+    room = lc.destination_memory(_Domain(backing), dest)
+    assert room == {"available_bytes": 3 * page_kib * 1024, "what": "free %d KiB huge pages" % page_kib}
+    # The whole host's count: cell -1, one "cell".
+    assert dest.page_queries == [([page_kib], -1, 1)]
+
+
+def test_destination_memory_unknown_when_free_pages_not_reported():
+    room = lc.destination_memory(_Domain("<hugepages><page size='2048' unit='KiB'/></hugepages>"),
+                                 _Destination(free_pages={}))
+    assert room["available_bytes"] is None
+
+
+def test_destination_memory_from_the_test_driver_is_its_free_memory(conn):
+    room = lc.destination_memory(_Domain(), conn)
+    assert room == {"available_bytes": conn.getFreeMemory(), "what": "free memory"}

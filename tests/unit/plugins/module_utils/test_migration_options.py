@@ -24,14 +24,8 @@ for _key in ("URI", "BANDWIDTH", "AUTO_CONVERGE_INITIAL", "AUTO_CONVERGE_INCREME
 
 def module_defaults(**overrides):
     """The module's parameters as Ansible would pass them with their defaults."""
-    params = dict(
-        domain="g1", source_uri="qemu:///system", destination_uri=None, destination_host="h2",
-        transport="ssh", migration_uri=None, peer_to_peer=True, tunnelled=False, persistent=True,
-        undefine_source=True, bandwidth=0, max_downtime=500, downtime_steps=10, downtime_delay=75,
-        auto_converge=False, auto_converge_initial=None, auto_converge_increment=None,
-        post_copy=False, parallel_connections=0, compression=None, tls=False, tls_destination=None,
-        completion_timeout=800, completion_timeout_action="abort", poll_interval=0.5,
-    )
+    params = dict((name, spec.get("default")) for name, spec in mo.ARGUMENT_SPEC.items())
+    params.update(name="g1", destination_host="h2")
     params.update(overrides)
     return params
 
@@ -41,14 +35,13 @@ def test_defaults_are_valid():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (dict(bandwidth=-1), "bandwidth must not be negative"),
-    (dict(max_downtime=-5), "max_downtime must not be negative"),
-    (dict(completion_timeout=-1), "completion_timeout must not be negative"),
+    (dict(bandwidth_mib_per_s=-1), "bandwidth_mib_per_s must not be negative"),
+    (dict(max_downtime_ms=-5), "max_downtime_ms must not be negative"),
+    (dict(completion_timeout_s_per_gib=-1), "completion_timeout_s_per_gib must not be negative"),
     (dict(parallel_connections=-2), "parallel_connections must not be negative"),
-    (dict(poll_interval=0), "poll_interval must be greater than 0"),
+    (dict(poll_interval_s=0), "poll_interval_s must be greater than 0"),
     (dict(downtime_steps=0), "downtime_steps must be at least 1"),
-    (dict(destination_host=None), "one of destination_uri or destination_host is required"),
-    (dict(destination_uri="qemu+ssh://h2/system"), "mutually exclusive"),
+    (dict(destination_host=""), "destination_uri or destination_host must name the destination"),
     (dict(destination_host=None, destination_uri="h2"), "is not a libvirt URI"),
     (dict(destination_host=None, destination_uri="qemu+ssh://h2 /system"), "is not a libvirt URI"),
     (dict(destination_host="h2 h3"), "is not a libvirt URI"),
@@ -61,7 +54,7 @@ def test_defaults_are_valid():
     (dict(auto_converge=True, auto_converge_increment=150), "at most 100"),
     (dict(completion_timeout_action="postcopy"), "completion_timeout_action=postcopy requires post_copy"),
     (dict(parallel_connections=1), "0 (off) or at least 2"),
-    (dict(domain=""), "domain must be"),
+    (dict(name=""), "name must be"),
 ])
 def test_validate_names_the_problem(overrides, message):
     with pytest.raises(mo.MigrationOptionError) as err:
@@ -75,6 +68,26 @@ def test_valid_combinations():
     mo.validate(module_defaults(auto_converge=True, auto_converge_initial=20, auto_converge_increment=10))
     mo.validate(module_defaults(persistent=False, undefine_source=False))
     mo.validate(module_defaults(parallel_connections=4, compression=["mt"]))
+
+
+def test_canonical_options_name_each_option_once():
+    assert mo.canonical_options({"max_downtime": 300, "bandwidth_mib_per_s": 5, "source_uri": "test:///default"}) == {
+        "max_downtime_ms": 300, "bandwidth_mib_per_s": 5, "uri": "test:///default"}
+    with pytest.raises(mo.MigrationOptionError, match="'max_downtime_s' is not an option of presplit.kvm.live_migrate"):
+        mo.canonical_options({"max_downtime_s": 3})
+    with pytest.raises(mo.MigrationOptionError, match="bandwidth_mib_per_s is given twice"):
+        mo.canonical_options({"bandwidth": 1, "bandwidth_mib_per_s": 2})
+    with pytest.raises(mo.MigrationOptionError, match="must be a mapping"):
+        mo.canonical_options(["bandwidth"])
+
+
+def test_argument_spec_says_what_it_can():
+    assert ("destination_uri", "destination_host") in mo.MUTUALLY_EXCLUSIVE
+    assert ("destination_uri", "destination_host") in mo.REQUIRED_ONE_OF
+    # Every quantity carries its unit in its name.
+    for name in ("bandwidth_mib_per_s", "max_downtime_ms", "downtime_delay_s_per_gib", "completion_timeout_s_per_gib",
+                 "poll_interval_s"):
+        assert name in mo.ARGUMENT_SPEC
 
 
 @pytest.mark.parametrize("transport, expected", [
@@ -108,7 +121,7 @@ def test_flags_every_option():
 
 def test_params_only_what_was_set():
     assert mo.migration_params(module_defaults(), FAKE_LV) == {}
-    params = module_defaults(migration_uri="tcp://192.0.2.12", bandwidth=100, auto_converge=True,
+    params = module_defaults(migration_uri="tcp://192.0.2.12", bandwidth_mib_per_s=100, auto_converge=True,
                              auto_converge_initial=0, auto_converge_increment=5, parallel_connections=3,
                              compression=["xbzrle", "mt"], tls=True, tls_destination="h2.example")
     assert mo.migration_params(params, FAKE_LV) == {
@@ -125,7 +138,7 @@ def test_real_libvirt_constants_build():
     libvirt = pytest.importorskip("libvirt")
     flags = mo.migration_flags(module_defaults(), libvirt)
     assert flags & libvirt.VIR_MIGRATE_PEER2PEER and flags & libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
-    typed = mo.migration_params(module_defaults(bandwidth=10), libvirt)
+    typed = mo.migration_params(module_defaults(bandwidth_mib_per_s=10), libvirt)
     assert typed == {libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 10}
 
 

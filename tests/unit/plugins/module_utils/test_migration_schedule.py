@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
-from ansible_collections.presplit.kvm.plugins.module_utils.evacuation_planner import plan_evacuation
+from ansible_collections.presplit.kvm.plugins.module_utils.evacuation_planner import DEFAULT_LIMITS, plan_evacuation
 from ansible_collections.presplit.kvm.plugins.module_utils.migration_schedule import (
-    ScheduleError, guest_hosts, host_migrations, migration_results, pack_waves, place_domains)
+    ScheduleError, evacuation_limits, guest_hosts, host_migrations, live_migrate_args, migration_results, pack_waves,
+    place_domains)
 
 
 def test_place_round_robin_by_position_and_pinned_first():
@@ -20,9 +21,12 @@ def test_place_round_robin_by_position_and_pinned_first():
 
 
 def test_place_keeps_plan_keys_and_needs_a_destination():
+    # options by live_migrate's option names: an earlier name becomes the name it is an alias of.
     entry = {"name": "w1", "destination": "h2", "wave": 1, "after": ["x"], "options": {"bandwidth": 5}, "note": "-"}
     assert place_domains([entry], []) == [
-        {"domain": "w1", "destination": "h2", "wave": 1, "after": ["x"], "options": {"bandwidth": 5}}]
+        {"domain": "w1", "destination": "h2", "wave": 1, "after": ["x"], "options": {"bandwidth_mib_per_s": 5}}]
+    with pytest.raises(ScheduleError, match="options of domain w1: 'speed' is not an option of presplit.kvm.live_migrate"):
+        place_domains([dict(entry, options={"speed": 5})], [])
     with pytest.raises(ScheduleError, match="domain lonely has no destination"):
         place_domains(["lonely"], [])
     with pytest.raises(ScheduleError, match="domain entry 1 has no name"):
@@ -69,7 +73,7 @@ def test_host_migrations_from_a_real_plan():
     assert sorted(entry["name"] for entry in mine) == ["busy", "idle"]
     assert mine[0]["after"] == [] and mine[1]["after"] == [mine[0]["name"]]
     for entry in mine:
-        assert entry["options"]["bandwidth"] >= 1 and set(entry) == {"name", "destination", "wave", "after", "options"}
+        assert entry["options"]["bandwidth_mib_per_s"] >= 1 and set(entry) == {"name", "destination", "wave", "after", "options"}
     assert [entry["name"] for entry in host_migrations(plan, "h2")] == ["other"]
     assert host_migrations(plan, "h3") == []
     with pytest.raises(ScheduleError, match="needs an evacuation plan with waves"):
@@ -136,6 +140,29 @@ def test_guest_hosts_counts_only_hosts_that_answered():
     assert guest_hosts(listings, ["b", "a", "c", "a"]) == {"a": ["h1"], "b": ["h1", "h2"], "c": []}
 
 
+def test_live_migrate_args_name_options_as_the_module_does():
+    args = live_migrate_args({"max_downtime": 300, "uri": "qemu:///session"}, uri="qemu:///system", transport="ssh")
+    assert args == {"max_downtime_ms": 300, "uri": "qemu:///system", "transport": "ssh"}
+    # The role's own source_uri replaces the user's uri, whichever name each used.
+    assert live_migrate_args({"uri": "qemu:///session"}, source_uri="qemu:///system") == {"uri": "qemu:///system"}
+    with pytest.raises(ScheduleError, match="live_migrate options: 'downtime' is not an option"):
+        live_migrate_args({"downtime": 3})
+    with pytest.raises(ScheduleError, match="must be a mapping"):
+        live_migrate_args("max_downtime_ms=3")
+
+
+def test_evacuation_limits_fill_in_the_planner_defaults():
+    limits = evacuation_limits({"max_outgoing_per_host": 1})
+    assert limits == dict(DEFAULT_LIMITS, max_outgoing_per_host=1)
+    assert evacuation_limits({}) == DEFAULT_LIMITS
+    with pytest.raises(ScheduleError, match="unknown limit max_outgoing"):
+        evacuation_limits({"max_outgoing": 1})
+    with pytest.raises(ScheduleError, match="limit max_incoming_per_host must be positive"):
+        evacuation_limits({"max_incoming_per_host": 0})
+    with pytest.raises(ScheduleError, match="limits must be a mapping"):
+        evacuation_limits([1])
+
+
 def test_the_filters_report_bad_input_as_ansible_shows_it():
     """In a subprocess: importing ansible's controller side here would change how the module
     tests of this process see warnings."""
@@ -152,6 +179,7 @@ def test_the_filters_report_bad_input_as_ansible_shows_it():
                           env=dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p)))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
-        "['guest_hosts', 'host_migrations', 'migration_results', 'pack_waves', 'place_domains']",
+        "['evacuation_limits', 'guest_hosts', 'host_migrations', 'live_migrate_args', 'migration_results', 'pack_waves',"
+        " 'place_domains']",
         "[{'domain': 'a', 'destination': 'h2'}]",
         "presplit.kvm.place_domains: domain lonely has no destination: give it one, or give destinations"]

@@ -20,8 +20,15 @@ PLAY = """
       register: progress
     - presplit.kvm.host_info:
       register: facts
+    # Its source is the group's URI: "test" runs there and on the destination (the same daemon).
+    - presplit.kvm.live_migrate:
+        name: test
+        destination_uri: test:///default
+      check_mode: true
+      register: migrate
+      failed_when: false
     - ansible.builtin.copy:
-        content: "{{ {'progress': progress, 'facts': facts} | to_json }}"
+        content: "{{ {'progress': progress, 'facts': facts, 'migrate': migrate} | to_json }}"
         dest: "{{ out }}"
         mode: "0600"
 """
@@ -35,3 +42,4 @@ def test_group_defaults_reach_the_modules(run_playbook, tmp_path):
     assert out["progress"]["migrations"] == [{"domain": "test", "state": "running"}]
     assert out["facts"]["host"]["inventory_source"] == "libvirt", out["facts"]
     assert [domain["name"] for domain in out["facts"]["domains"]] == ["test"]
+    assert "domain test is running on both the source and the destination" in out["migrate"]["msg"], out["migrate"]

@@ -51,46 +51,63 @@ def nodes(tmp_path):
     (dict(destination_uri="h2"), "invalid options: destination URI 'h2' is not a libvirt URI"),
     (dict(destination_host="h2", tunnelled=True, post_copy=True), "post_copy cannot be combined with tunnelled"),
     (dict(destination_host="h2", completion_timeout_action="postcopy"), "requires post_copy"),
-    (dict(destination_host="h2", bandwidth=-1), "bandwidth must not be negative"),
-    (dict(), "one of destination_uri or destination_host is required"),
+    (dict(destination_host="h2", bandwidth_mib_per_s=-1), "bandwidth_mib_per_s must not be negative"),
+    # The earlier name is an alias; the message names the option.
+    (dict(destination_host="h2", bandwidth=-1), "bandwidth_mib_per_s must not be negative"),
+    (dict(destination_host="h2", poll_interval_s=0), "poll_interval_s must be greater than 0"),
+    (dict(), "one of the following is required: destination_uri, destination_host"),
+    (dict(destination_host=""), "destination_uri or destination_host must name the destination"),
+    (dict(destination_host="h2", destination_uri="qemu+ssh://h2/system"),
+     "parameters are mutually exclusive: destination_uri|destination_host"),
 ])
 def test_bad_input_fails_before_connecting(tmp_path, args, message):
-    result = run_module(tmp_path, domain="g1", source_uri="qemu+tcp://127.0.0.1:1/system", **args)
+    result = run_module(tmp_path, name="g1", uri="qemu+tcp://127.0.0.1:1/system", **args)
     assert result["failed"] is True
     assert message in result["msg"]
+    assert not result.get("changed")
+
+
+def test_earlier_option_names_are_aliases(tmp_path, nodes):
+    result = run_module(tmp_path, domain="nope", source_uri=nodes["small"], destination_uri=nodes["empty"],
+                        max_downtime=300, completion_timeout=10, downtime_delay=5, poll_interval=1.0)
+    assert result["failed"] is True
+    assert "domain nope not found on the source %s" % nodes["small"] in result["msg"]
 
 
 def test_unknown_domain(tmp_path, nodes):
-    result = run_module(tmp_path, domain="nope", source_uri=nodes["small"], destination_uri=nodes["empty"])
+    result = run_module(tmp_path, name="nope", uri=nodes["small"], destination_uri=nodes["empty"])
     assert result["failed"] is True
     assert "domain nope not found on the source" in result["msg"]
 
 
 def test_unreachable_destination_leaves_domain(tmp_path, nodes):
-    result = run_module(tmp_path, domain="g1", source_uri=nodes["small"],
-                        destination_uri="qemu+tcp://127.0.0.1:1/system")
-    assert result["failed"] is True
+    # A real migration (not check mode) checks the destination before it starts, too.
+    result = run_module(tmp_path, name="g1", uri=nodes["small"], destination_uri="qemu+tcp://127.0.0.1:1/system")
+    assert result["failed"] is True and result["changed"] is False
     assert result["msg"].startswith("cannot connect to destination libvirt qemu+tcp://127.0.0.1:1/system")
-    assert "domain is running on the source" in result["msg"]
+    assert result["msg"].endswith("domain is running on the source, nothing was migrated")
 
 
-def test_destination_without_free_memory_fails_precheck(tmp_path, nodes):
-    # The test driver reports 0 bytes free on a node file without cells.
-    result = run_module(tmp_path, check_mode=True, domain="g1", source_uri=nodes["small"],
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_destination_without_free_memory_fails_precheck(tmp_path, nodes, check_mode):
+    # The test driver has no node memory statistics and reports 0 bytes free on a node file
+    # without cells. Without check mode the same check stops the migration before it starts.
+    result = run_module(tmp_path, check_mode=check_mode, name="g1", uri=nodes["small"],
                         destination_uri=nodes["empty"])
-    assert result["failed"] is True
-    assert "has 0 MiB free, domain g1 needs 4 MiB" in result["msg"]
+    assert result["failed"] is True and not result.get("changed")
+    assert "has 0 MiB of free memory, domain g1 needs 4 MiB" in result["msg"]
+    assert "progress" not in result
 
 
 def test_domain_running_on_both_hosts(tmp_path):
-    result = run_module(tmp_path, check_mode=True, domain="test", source_uri="test:///default",
+    result = run_module(tmp_path, check_mode=True, name="test", uri="test:///default",
                         destination_uri="test:///default")
     assert result["failed"] is True
     assert "running on both the source and the destination" in result["msg"]
 
 
 def test_already_on_destination_is_unchanged(tmp_path, nodes):
-    result = run_module(tmp_path, domain="g1", source_uri=nodes["empty"], destination_uri=nodes["small"])
+    result = run_module(tmp_path, name="g1", uri=nodes["empty"], destination_uri=nodes["small"])
     assert result.get("failed") is not True, result
     assert result["changed"] is False and result["already_migrated"] is True
     assert result["destination"]["active"] is True
@@ -99,13 +116,15 @@ def test_already_on_destination_is_unchanged(tmp_path, nodes):
 
 def test_name_clash_on_destination(tmp_path, nodes):
     # g1 runs on the source; the destination has another domain (another UUID) named g1.
+    # Not in check mode: the module refuses it itself, whoever called it.
     clash = tmp_path / "clash.xml"
     clash.write_text(SMALL_GUEST_NODE.replace("11111111-2222", "99999999-2222"))
     other = "test://%s" % clash
-    result = run_module(tmp_path, check_mode=True, domain="g1", source_uri=nodes["small"], destination_uri=other)
+    result = run_module(tmp_path, name="g1", uri=nodes["small"], destination_uri=other)
     assert result["failed"] is True
     assert "domain g1 (UUID 99999999-2222-3333-4444-555555555555, running) already exists on the destination" \
         in result["msg"]
+    assert not result.get("changed")
 
 
 class _FailedProbe:

@@ -61,10 +61,12 @@ def test_host_name_defaults_to_libvirt_and_domains_filter(run_module, uri):
 
 
 @pytest.mark.parametrize("args, message", [
-    ({"dirty_rate_seconds": 0}, "dirty_rate_seconds must be 1 to 60"),
+    ({"dirty_rate_period_s": 0}, "dirty_rate_period_s must be 1 to 60"),
+    # The earlier name is an alias; the message names the option.
+    ({"dirty_rate_seconds": 61}, "dirty_rate_period_s must be 1 to 60"),
     ({"memory_reserve_mib": -1}, "memory_reserve_mib must not be negative"),
     ({"vcpu_overcommit": 0}, "vcpu_overcommit must be positive"),
-    ({"dirty_rate_seconds": 5, "dirty_rate_timeout": 2}, "dirty_rate_timeout must be at least"),
+    ({"dirty_rate_period_s": 5, "dirty_rate_timeout_s": 2}, "dirty_rate_timeout_s must be at least"),
     ({"uri": "qemu+tcp://127.0.0.1:1/system"}, "cannot connect to host libvirt qemu+tcp://127.0.0.1:1/system"),
 ])
 def test_bad_arguments_fail_clearly(run_module, uri, args, message):
