@@ -195,8 +195,13 @@ qemu-system-x86_64 \
 	-append "console=ttyS0 panic=-1 reboot=t" 2>"$LOG_DIR/qemu.err" &
 qemu_pid=$!
 
+# One connection for every command: a new ssh handshake per command timed out (after 10 s)
+# with both cores busy and the guest under TCG, and ended a run that was progressing. The
+# master is opened by the first command that reaches the guest and ends with its QEMU.
 ssh_opts=(-o UserKnownHostsFile="$work/known_hosts" -o StrictHostKeyChecking=yes -o BatchMode=yes
-	-o ConnectTimeout=10 -i "$work/id_ed25519" -p "$port")
+	-o ConnectTimeout=60 -o ServerAliveInterval=30 -o ServerAliveCountMax=10
+	-o ControlMaster=auto -o ControlPath="$work/ssh-%C" -o ControlPersist=yes
+	-i "$work/id_ed25519" -p "$port")
 # shellcheck disable=SC2029 # the commands are meant for the guest's shell
 guest() { ssh "${ssh_opts[@]}" root@127.0.0.1 "$@"; }
 deadline=$(($(date +%s) + 300))
@@ -217,6 +222,9 @@ tcg-host ansible_host=127.0.0.1 ansible_port=$port ansible_user=root ansible_pyt
 remote-build ansible_connection=local ansible_python_interpreter=$(command -v python3)
 INV
 export ANSIBLE_CONFIG=$REPO/ansible.cfg ANSIBLE_HOST_KEY_CHECKING=True ANSIBLE_NOCOLOR=1
+# Ansible's 10 s connection timeout is not enough for a TCG guest's sshd while both cores
+# are busy (an ad-hoc host_info came back unreachable and ended a run): 60 s, and retries.
+export ANSIBLE_TIMEOUT=60 ANSIBLE_SSH_RETRIES=3
 export ANSIBLE_PRIVATE_KEY_FILE=$work/id_ed25519
 export ANSIBLE_SSH_ARGS="-o UserKnownHostsFile=$work/known_hosts -o ControlMaster=auto -o ControlPersist=60s"
 # run_playbook LOG ARGS...: the playbook against the guest; status in $rc.
@@ -246,11 +254,18 @@ refused_for_holder() {
 	[ "$rc" -ne 0 ] && grep -q "Refusing to reload the kvm modules on tcg-host: KVM is in use (process python3 pid [0-9]*" \
 		"$LOG_DIR/vm-running.log"
 }
-# host_info: the collection's module, ad hoc; prints "<split_huge_pages> <mode>".
+# host_info: the collection's module, ad hoc; prints "<split_huge_pages> <mode>", or
+# "failed" (Ansible's output in host_info.log).
 host_info() {
-	"$REPO/.venv/bin/ansible" -i "$work/inventory.ini" tcg-host -m presplit.kvm.host_info -a use_libvirt=false -o 2>&1 |
-		sed -n 's/^tcg-host | SUCCESS => //p' |
-		python3 -c 'import json, sys; h = json.load(sys.stdin)["host"]; print(h["kvm_capabilities"].get("split_huge_pages"), h["mode"])'
+	"$REPO/.venv/bin/ansible" -i "$work/inventory.ini" tcg-host -m presplit.kvm.host_info -a use_libvirt=false -o \
+		>"$LOG_DIR/host_info.log" 2>&1
+	sed -n 's/^tcg-host | SUCCESS => //p' "$LOG_DIR/host_info.log" | python3 -c 'import json, sys
+try:
+    h = json.load(sys.stdin)["host"]
+except ValueError:
+    print("failed")
+else:
+    print(h["kvm_capabilities"].get("split_huge_pages"), h["mode"])'
 }
 recap_changed() { sed -n 's/^tcg-host *: .*changed=\([0-9]*\).*/\1/p' "$LOG_DIR/$1.log"; }
 
