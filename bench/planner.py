@@ -16,8 +16,16 @@ import random
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'plugins', 'module_utils'))
-import evacuation_planner  # noqa: E402  (imported from the checkout, no collection path needed)
+# The planner's files import each other by their collection path: the checkout is
+# ansible_collections.presplit.kvm through the link that make collection-link makes.
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COLLECTIONS = os.path.join(REPO, 'build', 'collections')
+LINK = os.path.join(COLLECTIONS, 'ansible_collections', 'presplit', 'kvm')
+if not os.path.exists(LINK):
+    os.makedirs(os.path.dirname(LINK), exist_ok=True)
+    os.symlink(REPO, LINK)
+sys.path.insert(0, COLLECTIONS)
+from ansible_collections.presplit.kvm.plugins.module_utils.evacuation_planner import plan_evacuation  # noqa: E402
 
 # (memory MiB, vCPUs, weight): a typical cloud flavour mix.
 FLAVOURS = [(2048, 1, 20), (4096, 2, 25), (8192, 4, 25), (16384, 8, 15), (32768, 16, 10), (65536, 32, 5)]
@@ -64,7 +72,7 @@ def run(vm_count, host_count, drain_share, limits, seed):
     hosts, domains, drain = synthetic_fleet(vm_count, host_count, drain_share, rng)
     # Wall time on a shared machine includes other people's work; CPU time is the planner's own.
     started, started_cpu = time.perf_counter(), time.process_time()
-    plan = evacuation_planner.plan_evacuation(hosts, domains, drain, limits=limits, max_downtime_ms=300)
+    plan = plan_evacuation(hosts, domains, drain, limits=limits, max_downtime_ms=300)
     elapsed, elapsed_cpu = time.perf_counter() - started, time.process_time() - started_cpu
     summary = plan['summary']
     print('%7d VMs %5d hosts %4d drained | %6d migrations %6d waves | plan %5.2f s wall %5.2f s CPU | makespan %8.1f s'

@@ -23,8 +23,8 @@ reached through the collection's filters (plugins/filter/migration_schedule.py),
 
 from collections.abc import Mapping
 
-from ansible_collections.presplit.kvm.plugins.module_utils.evacuation_planner import PlanningError, resolve_limits
 from ansible_collections.presplit.kvm.plugins.module_utils.migration_options import MigrationOptionError, canonical_options
+from ansible_collections.presplit.kvm.plugins.module_utils.planner_model import PlanningError, resolve_limits
 
 # Keys of a domain entry (a live_migration_domains item) carried to its placement.
 PLAN_KEYS = ('wave', 'after', 'options')

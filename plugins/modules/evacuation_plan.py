@@ -396,8 +396,9 @@ not_migratable:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.presplit.kvm.plugins.module_utils.evacuation_planner import (
-    BACKINGS, DEFAULT_LIMITS, KERNEL_MODES, NON_MIGRATABLE_POLICIES, PlanningError, plan_evacuation)
+from ansible_collections.presplit.kvm.plugins.module_utils.evacuation_planner import plan_evacuation
+from ansible_collections.presplit.kvm.plugins.module_utils.planner_model import (
+    BACKINGS, DEFAULT_LIMITS, KERNEL_MODES, NON_MIGRATABLE_POLICIES, PlanningError)
 
 # Warnings name this many domains; RV(without_presplit) has them all.
 DOMAINS_IN_WARNING = 5

@@ -7,8 +7,9 @@ import random
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ansible_collections.presplit.kvm.plugins.module_utils.evacuation_planner import (
-    DEFAULT_LIMITS, HUGEPAGE_MIB, PlanningError, plan_evacuation, predict_migration)
+from ansible_collections.presplit.kvm.plugins.module_utils.evacuation_planner import plan_evacuation
+from ansible_collections.presplit.kvm.plugins.module_utils.planner_model import DEFAULT_LIMITS, HUGEPAGE_MIB, PlanningError
+from ansible_collections.presplit.kvm.plugins.module_utils.planner_prediction import predict_migration
 
 # Derandomized: CI sees the same examples every run; small fleets keep the run short.
 # No deadline and no too_slow health check: both are wall-clock limits that fail a test

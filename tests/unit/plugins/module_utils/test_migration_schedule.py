@@ -8,10 +8,11 @@ import sys
 
 import pytest
 
-from ansible_collections.presplit.kvm.plugins.module_utils.evacuation_planner import DEFAULT_LIMITS, plan_evacuation
+from ansible_collections.presplit.kvm.plugins.module_utils.evacuation_planner import plan_evacuation
 from ansible_collections.presplit.kvm.plugins.module_utils.migration_schedule import (
     ScheduleError, evacuation_limits, guest_hosts, host_migrations, live_migrate_args, migration_results, pack_waves,
     place_domains)
+from ansible_collections.presplit.kvm.plugins.module_utils.planner_model import DEFAULT_LIMITS
 
 
 def test_place_round_robin_by_position_and_pinned_first():
