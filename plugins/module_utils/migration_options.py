@@ -9,6 +9,7 @@ libvirt constants are passed in as a namespace (the ``libvirt`` module in
 production) so this file imports without python3-libvirt.
 """
 
+import ipaddress
 import re
 
 from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.domain import DEFAULT_URI
@@ -49,16 +50,28 @@ ARGUMENT_SPEC = dict(
 MUTUALLY_EXCLUSIVE = [("destination_uri", "destination_host")]
 REQUIRED_ONE_OF = [("destination_uri", "destination_host")]
 
-# Options that must not be negative.
-NON_NEGATIVE_OPTIONS = (
-    "bandwidth_mib_per_s",
-    "max_downtime_ms",
-    "downtime_delay_s_per_gib",
-    "auto_converge_initial",
-    "auto_converge_increment",
-    "parallel_connections",
-    "completion_timeout_s_per_gib",
-)
+# The documented range of each numeric option. A value outside it, NaN or an infinity is
+# refused before anything connects: a count without a bound (downtime_steps) would build
+# a schedule as long as it says, and a NaN compares false with every bound.
+RANGES = {
+    "bandwidth_mib_per_s": (0, 1048576),
+    "max_downtime_ms": (0, 600000),
+    "downtime_steps": (1, 100),
+    "downtime_delay_s_per_gib": (0, 86400),
+    # QEMU's cpu-throttle-initial and -increment.
+    "auto_converge_initial": (1, 99),
+    "auto_converge_increment": (1, 99),
+    # QEMU's multifd-channels.
+    "parallel_connections": (0, 255),
+    "completion_timeout_s_per_gib": (0, 86400),
+    "poll_interval_s": (0.01, 60),
+}
+
+# Options that end up in a libvirt URI, a lookup or a message: no control characters.
+TEXT_OPTIONS = ("name", "uri", "destination_uri", "destination_host", "migration_uri", "tls_destination")
+
+# A DNS label; underscores are not DNS but real host names carry them, and libvirt takes them.
+_HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 
 _CANONICAL_NAMES = dict(
     [(name, name) for name in ARGUMENT_SPEC]
@@ -103,7 +116,24 @@ def destination_uri(params):
     host = params.get("destination_host")
     if not host:
         raise MigrationOptionError("destination_uri or destination_host must name the destination, got an empty value")
-    return "qemu+%s://%s/system" % (params.get("transport") or "ssh", host)
+    return "qemu+%s://%s/system" % (params.get("transport") or "ssh", uri_host(host))
+
+
+def uri_host(host):
+    """destination_host as the host of a libvirt URI: a host name or an IP address and
+    nothing else, so that it cannot add a user, a port, a path or URI parameters (such as
+    no_verify or keyfile) to the URI the module builds."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is not None:
+        return "[%s]" % host if address.version == 6 else host
+    name = host[:-1] if host.endswith(".") else host
+    if len(name) > 253 or not all(_HOST_LABEL_RE.match(label) for label in name.split(".")):
+        raise MigrationOptionError("destination_host %r is not a host name or an IP address; give destination_uri for"
+                                   " a URI with a user, a port or parameters" % host)
+    return host
 
 
 def validate(params):
@@ -111,14 +141,16 @@ def validate(params):
 
     params is the module's parameter dict (after Ansible's type conversion).
     """
-    for name in NON_NEGATIVE_OPTIONS:
+    for name in TEXT_OPTIONS:
         value = params.get(name)
-        if value is not None and value < 0:
-            raise MigrationOptionError("%s must not be negative (got %s)" % (name, value))
-    if params.get("poll_interval_s") is not None and params["poll_interval_s"] <= 0:
-        raise MigrationOptionError("poll_interval_s must be greater than 0 (got %s)" % params["poll_interval_s"])
-    if params.get("downtime_steps") is not None and params["downtime_steps"] < 1:
-        raise MigrationOptionError("downtime_steps must be at least 1 (got %s)" % params["downtime_steps"])
+        control = [char for char in value or "" if ord(char) < 0x20 or ord(char) == 0x7f]
+        if control:
+            raise MigrationOptionError("%s must not contain control characters, got %r" % (name, value))
+    for name, (lowest, highest) in sorted(RANGES.items()):
+        value = params.get(name)
+        # "not lowest <= value" also refuses NaN.
+        if value is not None and not lowest <= value <= highest:
+            raise MigrationOptionError("%s must be from %s to %s (got %s)" % (name, lowest, highest, value))
     uri = destination_uri(params)
     if not _URI_RE.match(uri):
         raise MigrationOptionError(
@@ -143,9 +175,6 @@ def validate(params):
         for name in ("auto_converge_initial", "auto_converge_increment"):
             if params.get(name) is not None:
                 raise MigrationOptionError("%s requires auto_converge" % name)
-    for name in ("auto_converge_initial", "auto_converge_increment"):
-        if params.get(name) is not None and params[name] > 100:
-            raise MigrationOptionError("%s is a percentage, at most 100 (got %s)" % (name, params[name]))
 
     action = params.get("completion_timeout_action")
     if action == "postcopy" and not params.get("post_copy"):

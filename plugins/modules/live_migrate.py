@@ -38,7 +38,7 @@ attributes:
     description: Runs every pre-check and reports C(changed=true) when a migration would run.
 options:
   name:
-    description: Name or UUID of the domain to migrate.
+    description: Name or UUID of the domain to migrate. Control characters are refused, in every text option.
     type: str
     required: true
     aliases: [domain]
@@ -56,7 +56,8 @@ options:
     type: str
   destination_host:
     description:
-      - Destination host name; the URI is built as C(qemu+<transport>://<host>/system).
+      - Destination host name or IP address; the URI is built as C(qemu+<transport>://<host>/system).
+      - Anything else (a user, a port, a path, URI parameters) is refused; give O(destination_uri) for those.
       - Mutually exclusive with O(destination_uri); one of the two is required.
     type: str
   transport:
@@ -89,7 +90,7 @@ options:
     type: bool
     default: true
   bandwidth_mib_per_s:
-    description: Bandwidth limit of the migration in MiB/s, C(0) for no limit.
+    description: Bandwidth limit of the migration in MiB/s, C(0) for no limit; at most 1048576.
     type: int
     default: 0
     aliases: [bandwidth]
@@ -99,16 +100,16 @@ options:
       - The schedule starts at O(max_downtime_ms) / O(downtime_steps) and adds an equal share every
         O(downtime_delay_s_per_gib) seconds per GiB of guest RAM (at least 2 GiB), like Nova's
         C(live_migration_downtime), C(_steps) and C(_delay).
-      - C(0) leaves the hypervisor's default downtime alone.
+      - C(0) leaves the hypervisor's default downtime alone; at most 600000 (10 minutes).
     type: int
     default: 500
     aliases: [max_downtime]
   downtime_steps:
-    description: Number of steps of the downtime schedule after the first one.
+    description: Number of steps of the downtime schedule after the first one, 1 to 100.
     type: int
     default: 10
   downtime_delay_s_per_gib:
-    description: Seconds per GiB of guest RAM between two steps of the downtime schedule.
+    description: Seconds per GiB of guest RAM between two steps of the downtime schedule, 0 to 86400.
     type: int
     default: 75
     aliases: [downtime_delay]
@@ -117,10 +118,10 @@ options:
     type: bool
     default: false
   auto_converge_initial:
-    description: Initial CPU throttling percentage of auto-converge. Requires O(auto_converge).
+    description: Initial CPU throttling percentage of auto-converge, 1 to 99. Requires O(auto_converge).
     type: int
   auto_converge_increment:
-    description: Throttling increment percentage of auto-converge. Requires O(auto_converge).
+    description: Throttling increment percentage of auto-converge, 1 to 99. Requires O(auto_converge).
     type: int
   post_copy:
     description:
@@ -130,7 +131,7 @@ options:
     type: bool
     default: false
   parallel_connections:
-    description: Number of parallel migration connections, C(0) for a single one.
+    description: Number of parallel migration connections, C(0) for a single one, else 2 to 255.
     type: int
     default: 0
   compression:
@@ -148,7 +149,7 @@ options:
   completion_timeout_s_per_gib:
     description:
       - Seconds per GiB of guest RAM (at least 2 GiB) the migration may take before
-        O(completion_timeout_action) applies. C(0) disables the timeout.
+        O(completion_timeout_action) applies, at most 86400. C(0) disables the timeout.
     type: int
     default: 800
     aliases: [completion_timeout]
@@ -162,7 +163,7 @@ options:
     choices: [abort, postcopy, pause]
     default: abort
   poll_interval_s:
-    description: Seconds between two polls of the migration job statistics.
+    description: Seconds between two polls of the migration job statistics, 0.01 to 60.
     type: float
     default: 0.5
     aliases: [poll_interval]

@@ -3,6 +3,7 @@
 import types
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from ansible_collections.presplit.kvm.plugins.module_utils import migration_options as mo
 
@@ -35,23 +36,35 @@ def test_defaults_are_valid():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (dict(bandwidth_mib_per_s=-1), "bandwidth_mib_per_s must not be negative"),
-    (dict(max_downtime_ms=-5), "max_downtime_ms must not be negative"),
-    (dict(completion_timeout_s_per_gib=-1), "completion_timeout_s_per_gib must not be negative"),
-    (dict(parallel_connections=-2), "parallel_connections must not be negative"),
-    (dict(poll_interval_s=0), "poll_interval_s must be greater than 0"),
-    (dict(downtime_steps=0), "downtime_steps must be at least 1"),
+    (dict(bandwidth_mib_per_s=-1), "bandwidth_mib_per_s must be from 0 to 1048576 (got -1)"),
+    (dict(max_downtime_ms=-5), "max_downtime_ms must be from 0 to 600000 (got -5)"),
+    (dict(completion_timeout_s_per_gib=-1), "completion_timeout_s_per_gib must be from 0 to 86400"),
+    (dict(parallel_connections=-2), "parallel_connections must be from 0 to 255"),
+    (dict(parallel_connections=256), "parallel_connections must be from 0 to 255"),
+    (dict(poll_interval_s=0), "poll_interval_s must be from 0.01 to 60 (got 0)"),
+    (dict(poll_interval_s=float("nan")), "poll_interval_s must be from 0.01 to 60 (got nan)"),
+    (dict(poll_interval_s=float("inf")), "poll_interval_s must be from 0.01 to 60 (got inf)"),
+    (dict(downtime_steps=10 ** 9), "downtime_steps must be from 1 to 100"),
+    (dict(name="g1\nFAILED"), "name must not contain control characters, got 'g1\\nFAILED'"),
+    (dict(destination_host="h2\x00"), "destination_host must not contain control characters"),
+    (dict(destination_host="h2/system?no_verify=1&keyfile=/tmp/k#"), "destination_host 'h2/system?no_verify=1&keyfile"),
+    (dict(destination_host="root@h2"), "is not a host name or an IP address"),
+    (dict(destination_host="h2:2222"), "is not a host name or an IP address"),
+    (dict(destination_host="-h2"), "is not a host name or an IP address"),
+    (dict(destination_host="a" * 64 + ".example"), "is not a host name or an IP address"),
+    (dict(downtime_steps=0), "downtime_steps must be from 1 to 100"),
     (dict(destination_host=""), "destination_uri or destination_host must name the destination"),
     (dict(destination_host=None, destination_uri="h2"), "is not a libvirt URI"),
     (dict(destination_host=None, destination_uri="qemu+ssh://h2 /system"), "is not a libvirt URI"),
-    (dict(destination_host="h2 h3"), "is not a libvirt URI"),
+    (dict(destination_host="h2 h3"), "destination_host 'h2 h3' is not a host name or an IP address"),
     (dict(tunnelled=True, peer_to_peer=False), "tunnelled migration requires peer_to_peer"),
     (dict(tunnelled=True, post_copy=True), "post_copy cannot be combined with tunnelled"),
     (dict(tunnelled=True, parallel_connections=4), "parallel_connections cannot be combined"),
     (dict(tunnelled=True, tls=True), "tls (QEMU native TLS) cannot be combined"),
     (dict(persistent=False), "undefine_source without persistent"),
     (dict(auto_converge_initial=20), "auto_converge_initial requires auto_converge"),
-    (dict(auto_converge=True, auto_converge_increment=150), "at most 100"),
+    (dict(auto_converge=True, auto_converge_increment=150), "auto_converge_increment must be from 1 to 99"),
+    (dict(auto_converge=True, auto_converge_initial=0), "auto_converge_initial must be from 1 to 99"),
     (dict(completion_timeout_action="postcopy"), "completion_timeout_action=postcopy requires post_copy"),
     (dict(parallel_connections=1), "0 (off) or at least 2"),
     (dict(name=""), "name must be"),
@@ -88,6 +101,36 @@ def test_argument_spec_says_what_it_can():
     for name in ("bandwidth_mib_per_s", "max_downtime_ms", "downtime_delay_s_per_gib", "completion_timeout_s_per_gib",
                  "poll_interval_s"):
         assert name in mo.ARGUMENT_SPEC
+
+
+@pytest.mark.parametrize("host, authority", [
+    ("h3", "h3"), ("h3.example.", "h3.example."), ("build_07.lab", "build_07.lab"), ("192.0.2.12", "192.0.2.12"),
+    ("2001:db8::12", "[2001:db8::12]")])
+def test_destination_host_is_a_host_name_or_address(host, authority):
+    assert mo.destination_uri(module_defaults(destination_host=host)) == "qemu+ssh://%s/system" % authority
+
+
+TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=40)
+NUMBER = st.one_of(st.integers(-10 ** 12, 10 ** 12), st.floats(allow_nan=True, allow_infinity=True))
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=TEXT, host=TEXT, numbers=st.dictionaries(st.sampled_from(sorted(mo.RANGES)), NUMBER))
+def test_hostile_values_are_refused_by_a_message_or_accepted(name, host, numbers):
+    """Whatever the values: a MigrationOptionError naming an option, or options whose
+    numbers are in range and whose URI has the host alone as its authority."""
+    params = module_defaults(name=name, destination_host=host, auto_converge=True, **numbers)
+    try:
+        mo.validate(params)
+    except mo.MigrationOptionError as error:
+        message = str(error)
+        assert "\n" not in message and any(option in message for option in mo.ARGUMENT_SPEC)
+        return
+    for option, value in numbers.items():
+        low, high = mo.RANGES[option]
+        assert low <= value <= high
+    assert mo.destination_uri(params) in ("qemu+ssh://%s/system" % host, "qemu+ssh://[%s]/system" % host)
+    assert not any(char in host for char in "/?#@:") or host.count(":") >= 2
 
 
 @pytest.mark.parametrize("transport, expected", [
