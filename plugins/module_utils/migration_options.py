@@ -12,6 +12,7 @@ production) so this file imports without python3-libvirt.
 import ipaddress
 import re
 
+from ansible_collections.presplit.kvm.plugins.module_utils.option_checks import option_problem
 from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.domain import DEFAULT_URI
 
 TRANSPORTS = ("ssh", "tcp", "tls")
@@ -50,9 +51,8 @@ ARGUMENT_SPEC = dict(
 MUTUALLY_EXCLUSIVE = [("destination_uri", "destination_host")]
 REQUIRED_ONE_OF = [("destination_uri", "destination_host")]
 
-# The documented range of each numeric option. A value outside it, NaN or an infinity is
-# refused before anything connects: a count without a bound (downtime_steps) would build
-# a schedule as long as it says, and a NaN compares false with every bound.
+# The documented range of each numeric option, checked before anything connects: a count
+# without a bound (downtime_steps) would build a schedule as long as it says.
 RANGES = {
     "bandwidth_mib_per_s": (0, 1048576),
     "max_downtime_ms": (0, 600000),
@@ -141,16 +141,9 @@ def validate(params):
 
     params is the module's parameter dict (after Ansible's type conversion).
     """
-    for name in TEXT_OPTIONS:
-        value = params.get(name)
-        control = [char for char in value or "" if ord(char) < 0x20 or ord(char) == 0x7f]
-        if control:
-            raise MigrationOptionError("%s must not contain control characters, got %r" % (name, value))
-    for name, (lowest, highest) in sorted(RANGES.items()):
-        value = params.get(name)
-        # "not lowest <= value" also refuses NaN.
-        if value is not None and not lowest <= value <= highest:
-            raise MigrationOptionError("%s must be from %s to %s (got %s)" % (name, lowest, highest, value))
+    problem = option_problem(params, RANGES, TEXT_OPTIONS)
+    if problem:
+        raise MigrationOptionError(problem)
     uri = destination_uri(params)
     if not _URI_RE.match(uri):
         raise MigrationOptionError(

@@ -48,6 +48,7 @@ options:
     description:
       - Every host of the cluster, those to drain included. Free capacity means what is free now, with the domains
         already running there accounted for.
+      - Control characters are refused in every name, group and list of names.
     type: list
     elements: dict
     required: true
@@ -57,19 +58,19 @@ options:
         type: str
         required: true
       memory_free_mib:
-        description: Memory available to new guests not backed by hugetlbfs, in MiB.
+        description: Memory available to new guests not backed by hugetlbfs, in MiB; 0 to 1099511627776.
         type: int
         required: true
       hugepages_2m_free:
-        description: Free 2 MiB huge pages.
+        description: Free 2 MiB huge pages; 0 to 549755813888.
         type: int
         default: 0
       hugepages_1g_free:
-        description: Free 1 GiB huge pages.
+        description: Free 1 GiB huge pages; 0 to 1073741824.
         type: int
         default: 0
       vcpus_free:
-        description: vCPUs that may still be given to guests (after overcommit). Unset means no vCPU limit.
+        description: vCPUs that may still be given to guests (after overcommit), 0 to 1048576. Unset means no vCPU limit.
         type: int
       cpu_group:
         description: CPU compatibility group; domains only move between hosts of the same group.
@@ -83,7 +84,7 @@ options:
         choices: [patched, eager-split-only, none]
         default: none
       bandwidth_mib_per_s:
-        description: Migration link bandwidth of this host in MiB/s. Unset means O(limits.host_bandwidth_mib_per_s).
+        description: Migration link bandwidth of this host in MiB/s, 1 to 1048576. Unset means O(limits.host_bandwidth_mib_per_s).
         type: int
   domains:
     description:
@@ -102,11 +103,11 @@ options:
         type: str
         required: true
       memory_mib:
-        description: Guest memory in MiB.
+        description: Guest memory in MiB, 1 to 1073741824.
         type: int
         required: true
       vcpus:
-        description: Number of vCPUs.
+        description: Number of vCPUs, 1 to 4096.
         type: int
         default: 1
       backing:
@@ -116,7 +117,7 @@ options:
         choices: [none, thp, hugetlb-2M, hugetlb-1G]
         default: none
       hugepages:
-        description: Huge pages the domain needs, for hugetlbfs backings. Unset means memory divided by the page size.
+        description: Huge pages the domain needs for hugetlbfs backings, 0 to 549755813888. Unset means memory divided by the page size.
         type: int
       anti_affinity:
         description: Anti-affinity groups; two domains sharing a group never end on the same host.
@@ -132,7 +133,7 @@ options:
         type: bool
         default: true
       dirty_rate_mib_per_s:
-        description: Measured dirty page rate in MiB/s (libvirt C(dirtyrate) domain stats).
+        description: Measured dirty page rate in MiB/s (libvirt C(dirtyrate) domain stats), 0 to 1048576.
         type: float
         default: 0
       cpu_group:
@@ -149,29 +150,29 @@ options:
     default: {}
     suboptions:
       max_outgoing_per_host:
-        description: Migrations leaving one host at the same time.
+        description: Migrations leaving one host at the same time, 1 to 1000.
         type: int
         default: 2
       max_incoming_per_host:
-        description: Migrations arriving on one host at the same time.
+        description: Migrations arriving on one host at the same time, 1 to 1000.
         type: int
         default: 2
       max_parallel_per_cluster:
-        description: Migrations in flight in the whole cluster.
+        description: Migrations in flight in the whole cluster, 1 to 1000000.
         type: int
         default: 5
       host_bandwidth_mib_per_s:
-        description: Migration link bandwidth of a host in MiB/s, for hosts that do not set O(hosts[].bandwidth_mib_per_s).
+        description: Migration link bandwidth of a host in MiB/s (1 to 1048576), for hosts that do not set O(hosts[].bandwidth_mib_per_s).
         type: int
         default: 1192
       cluster_bandwidth_mib_per_s:
-        description: Bandwidth all migrations together may use, in MiB/s. Unset means no cluster-wide cap.
+        description: Bandwidth all migrations together may use, in MiB/s, 1 to 1073741824. Unset means no cluster-wide cap.
         type: int
       migration_bandwidth_mib_per_s:
-        description: What one migration stream can carry, in MiB/s. Unset means a whole link.
+        description: What one migration stream can carry, in MiB/s, 1 to 1048576. Unset means a whole link.
         type: int
   max_downtime_ms:
-    description: Allowed downtime per migration, in milliseconds.
+    description: Allowed downtime per migration, in milliseconds, 1 to 600000.
     type: int
     default: 300
   allow_post_copy:
@@ -399,6 +400,31 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.presplit.kvm.plugins.module_utils.evacuation_planner import plan_evacuation
 from ansible_collections.presplit.kvm.plugins.module_utils.planner_model import (
     BACKINGS, DEFAULT_LIMITS, KERNEL_MODES, NON_MIGRATABLE_POLICIES, PlanningError)
+from ansible_collections.presplit.kvm.plugins.module_utils.option_checks import option_problem
+
+# The documented range of every number, by where it is given.
+HOST_RANGES = {
+    'memory_free_mib': (0, 1 << 40),
+    'hugepages_2m_free': (0, 1 << 39),
+    'hugepages_1g_free': (0, 1 << 30),
+    'vcpus_free': (0, 1 << 20),
+    'bandwidth_mib_per_s': (1, 1 << 20),
+}
+DOMAIN_RANGES = {
+    'memory_mib': (1, 1 << 30),
+    'vcpus': (1, 4096),
+    'hugepages': (0, 1 << 39),
+    'dirty_rate_mib_per_s': (0, 1 << 20),
+}
+LIMIT_RANGES = {
+    'max_outgoing_per_host': (1, 1000),
+    'max_incoming_per_host': (1, 1000),
+    'max_parallel_per_cluster': (1, 1000000),
+    'host_bandwidth_mib_per_s': (1, 1 << 20),
+    'cluster_bandwidth_mib_per_s': (1, 1 << 30),
+    'migration_bandwidth_mib_per_s': (1, 1 << 20),
+}
+MAX_DOWNTIME_MS = 600000
 
 # Warnings name this many domains; RV(without_presplit) has them all.
 DOMAINS_IN_WARNING = 5
@@ -442,9 +468,31 @@ ARGUMENT_SPEC = dict(
 )
 
 
+def input_problem(params):
+    """The first number out of its range or text with a control character in params, as a
+    message naming the option (and the host or domain it belongs to); None if all is well."""
+    problem = option_problem(params, {'max_downtime_ms': (1, MAX_DOWNTIME_MS)}, ('drain',))
+    if problem:
+        return problem
+    problem = option_problem(params['limits'], LIMIT_RANGES)
+    if problem:
+        return 'limits.' + problem
+    for section, ranges, texts in (('hosts', HOST_RANGES, ('name', 'cpu_group')),
+                                   ('domains', DOMAIN_RANGES, ('name', 'host', 'cpu_group', 'anti_affinity'))):
+        for index, entry in enumerate(params[section]):
+            problem = option_problem(entry, ranges, texts)
+            if problem:
+                # The entry by its position: its name may be the problem.
+                return '%s[%d].%s' % (section, index, problem)
+    return None
+
+
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
+    problem = input_problem(params)
+    if problem:
+        module.fail_json(msg=problem)
     try:
         plan = plan_evacuation(params['hosts'], params['domains'], params['drain'], limits=params['limits'],
                                max_downtime_ms=params['max_downtime_ms'],

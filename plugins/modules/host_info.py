@@ -35,6 +35,7 @@ options:
   domains:
     description:
       - Names or UUIDs of the domains to describe. An empty list describes every running domain.
+      - Control characters are refused, here and in the connection and directory options.
     type: list
     elements: str
     default: []
@@ -210,6 +211,7 @@ domains:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.presplit.kvm.plugins.module_utils.option_checks import option_problem
 from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.errors import PresplitError
 from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.ops import HOST_ARGUMENT_SPEC, host_from_params
 
@@ -223,6 +225,9 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
+    problem = option_problem(params, texts=("domains",) + tuple(HOST_ARGUMENT_SPEC))
+    if problem:
+        module.fail_json(msg=problem)
     host = host_from_params(params)
     try:
         facts = host.facts(with_domains=not params["domains"])

@@ -90,7 +90,7 @@ options:
     type: bool
     default: true
   bandwidth_mib_per_s:
-    description: Bandwidth limit of the migration in MiB/s, C(0) for no limit; at most 1048576.
+    description: Bandwidth limit of the migration in MiB/s, 0 to 1048576; C(0) for no limit.
     type: int
     default: 0
     aliases: [bandwidth]
@@ -100,7 +100,7 @@ options:
       - The schedule starts at O(max_downtime_ms) / O(downtime_steps) and adds an equal share every
         O(downtime_delay_s_per_gib) seconds per GiB of guest RAM (at least 2 GiB), like Nova's
         C(live_migration_downtime), C(_steps) and C(_delay).
-      - C(0) leaves the hypervisor's default downtime alone; at most 600000 (10 minutes).
+      - 0 to 600000 (10 minutes); C(0) leaves the hypervisor's default downtime alone.
     type: int
     default: 500
     aliases: [max_downtime]
@@ -131,7 +131,7 @@ options:
     type: bool
     default: false
   parallel_connections:
-    description: Number of parallel migration connections, C(0) for a single one, else 2 to 255.
+    description: Number of parallel migration connections, 0 to 255; C(0) for a single one, 1 is refused.
     type: int
     default: 0
   compression:
@@ -149,7 +149,7 @@ options:
   completion_timeout_s_per_gib:
     description:
       - Seconds per GiB of guest RAM (at least 2 GiB) the migration may take before
-        O(completion_timeout_action) applies, at most 86400. C(0) disables the timeout.
+        O(completion_timeout_action) applies, 0 to 86400. C(0) disables the timeout.
     type: int
     default: 800
     aliases: [completion_timeout]

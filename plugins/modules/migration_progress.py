@@ -32,12 +32,12 @@ attributes:
     description: Runs on the migration source host.
 options:
   domains:
-    description: Domains to report on, by name or UUID.
+    description: Domains to report on, by name or UUID. Control characters are refused, here and in O(uri).
     type: list
     elements: str
     required: true
   wait_s:
-    description: Seconds to watch before returning, unless a domain stops migrating sooner; V(0) reads once.
+    description: Seconds to watch before returning (0 to 86400), unless a domain stops migrating sooner; V(0) reads once.
     type: int
     default: 0
 '''
@@ -87,8 +87,10 @@ from ansible_collections.presplit.kvm.plugins.module_utils import libvirt_client
 from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_client import find_domain, open_connection
 from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_module import libvirt_errors, libvirt_module
 from ansible_collections.presplit.kvm.plugins.module_utils.migration_monitor import job_is_active
+from ansible_collections.presplit.kvm.plugins.module_utils.option_checks import option_problem
 
 MIB = 1024 * 1024
+MAX_WAIT_S = 86400
 # Seconds between two reads while watching (wait_s).
 WATCH_INTERVAL_S = 1.0
 
@@ -149,8 +151,9 @@ def count(migrations, state):
 def main():
     module = libvirt_module(dict(domains=dict(type="list", elements="str", required=True),
                                  wait_s=dict(type="int", default=0)))
-    if module.params["wait_s"] < 0:
-        module.fail_json(msg="wait_s must not be negative, got %d" % module.params["wait_s"])
+    problem = option_problem(module.params, {"wait_s": (0, MAX_WAIT_S)}, ("uri", "domains"))
+    if problem:
+        module.fail_json(msg=problem)
     lv = libvirt_client.libvirt
     with libvirt_errors(module):
         conn = open_connection(module.params["uri"], "source")

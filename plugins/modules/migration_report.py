@@ -51,7 +51,9 @@ options:
     type: path
     required: true
   name:
-    description: File name of the record and the page, without the C(.json) and C(.html) suffixes.
+    description:
+      - File name of the record and the page, without the C(.json) and C(.html) suffixes; at most 200 bytes.
+      - Control characters are refused, here and in O(dest_dir) and O(title).
     type: str
     default: migration-report
 seealso:
@@ -115,6 +117,9 @@ from ansible.module_utils.common.text.converters import to_bytes
 
 from ansible_collections.presplit.kvm.plugins.module_utils.migration_report import (
     ReportError, build_record, render_html)
+from ansible_collections.presplit.kvm.plugins.module_utils.option_checks import option_problem
+
+MAX_NAME_BYTES = 200
 
 ARGUMENT_SPEC = dict(
     results=dict(type='list', elements='dict', required=True),
@@ -145,8 +150,12 @@ def write_file(module, path, content):
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
-    if '/' in params['name'] or params['name'] in ('', '.', '..'):
-        module.fail_json(msg='name must be a plain file name, got %r' % params['name'])
+    problem = option_problem(params, texts=('title', 'dest_dir', 'name'))
+    if problem:
+        module.fail_json(msg=problem)
+    # Room for the suffixes and the temporary file's prefix within a file name's 255 bytes.
+    if '/' in params['name'] or params['name'] in ('', '.', '..') or len(params['name'].encode('utf-8')) > MAX_NAME_BYTES:
+        module.fail_json(msg='name must be a plain file name of at most %d bytes, got %r' % (MAX_NAME_BYTES, params['name']))
     try:
         record = build_record(params['results'], params['plan'], params['title'])
     except ReportError as error:

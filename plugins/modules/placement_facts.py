@@ -79,15 +79,17 @@ options:
     type: str
     default: default
   memory_reserve_mib:
-    description: Memory kept for the host itself and QEMU overhead, in MiB, subtracted from the free memory.
+    description: Memory kept for the host itself and QEMU overhead, in MiB, subtracted from the free memory; 0 to 16777216.
     type: int
     default: 1024
   vcpu_overcommit:
-    description: vCPUs allowed per host CPU.
+    description: vCPUs allowed per host CPU, 0.01 to 1000.
     type: float
     default: 4.0
   bandwidth_mib_per_s:
-    description: Migration link bandwidth of this host in MiB/s, passed on as RV(host.bandwidth_mib_per_s). Unset leaves it out.
+    description:
+      - Migration link bandwidth of this host in MiB/s (1 to 1048576), passed on as RV(host.bandwidth_mib_per_s).
+      - Unset leaves it out.
     type: int
   kernel_mode:
     description:
@@ -115,12 +117,16 @@ options:
     choices: [page-sampling, dirty-bitmap, dirty-ring]
     default: page-sampling
   dirty_rate_timeout_s:
-    description: Seconds to wait for all results after the first measurement started. Unset means O(dirty_rate_period_s) + 10.
+    description:
+      - Seconds to wait for all results after the first measurement started, 1 to 3600 and at least
+        O(dirty_rate_period_s).
+      - Unset means O(dirty_rate_period_s) + 10.
     type: float
     aliases: [dirty_rate_timeout]
   domains:
     description:
       - Names or UUIDs of the domains to return and measure. Empty means every active domain.
+      - Control characters are refused here and in every text option.
       - The host's capacity always accounts for every active domain.
     type: list
     elements: str
@@ -287,9 +293,20 @@ from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_client import
 from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_dirty_rate import (
     DEFAULT_MODE, MAX_SECONDS, MIN_SECONDS, MODES)
 from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_module import libvirt_errors, libvirt_module
+from ansible_collections.presplit.kvm.plugins.module_utils.option_checks import option_problem
 from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_placement import (
     DEFAULT_CPU_GROUP, DEFAULT_MEMORY_RESERVE_MIB, DEFAULT_VCPU_OVERCOMMIT, PlacementError, gather_placement_facts,
     unmeasured)
+
+# The documented range of each number (dirty_rate_timeout_s: from dirty_rate_period_s).
+RANGES = {
+    'memory_reserve_mib': (0, 16777216),
+    'vcpu_overcommit': (0.01, 1000),
+    'bandwidth_mib_per_s': (1, 1048576),
+    'dirty_rate_period_s': (MIN_SECONDS, MAX_SECONDS),
+}
+MAX_TIMEOUT_S = 3600
+TEXT_OPTIONS = ('uri', 'host_name', 'cpu_group', 'domains')
 
 # Warnings name this many domains; RV(dirty_rate) has them all.
 DOMAINS_IN_WARNING = 5
@@ -326,14 +343,9 @@ def main():
     module = libvirt_module(ARGUMENT_SPEC)
     params = module.params
     seconds = params['dirty_rate_period_s']
-    if not MIN_SECONDS <= seconds <= MAX_SECONDS:
-        module.fail_json(msg='dirty_rate_period_s must be %d to %d, got %d' % (MIN_SECONDS, MAX_SECONDS, seconds))
-    if params['memory_reserve_mib'] < 0:
-        module.fail_json(msg='memory_reserve_mib must not be negative')
-    if params['vcpu_overcommit'] <= 0:
-        module.fail_json(msg='vcpu_overcommit must be positive')
-    if params['dirty_rate_timeout_s'] is not None and params['dirty_rate_timeout_s'] < seconds:
-        module.fail_json(msg='dirty_rate_timeout_s must be at least dirty_rate_period_s')
+    problem = option_problem(params, dict(RANGES, dirty_rate_timeout_s=(seconds, MAX_TIMEOUT_S)), TEXT_OPTIONS)
+    if problem:
+        module.fail_json(msg=problem)
     kernel_mode, kernel_reason = _kernel_mode(params['kernel_mode'])
     conn = None
     libvirt_name = None

@@ -41,7 +41,9 @@ attributes:
     description: Reports the current counts and what would be split or released; issues no ioctl.
 options:
   domains:
-    description: Names or UUIDs of running domains on this host.
+    description:
+      - Names or UUIDs of running domains on this host.
+      - Control characters are refused, here and in the connection and directory options.
     type: list
     elements: str
     required: true
@@ -62,12 +64,11 @@ options:
     default: false
   rate_gib_per_s:
     description:
-      - Limit in GiB of guest physical address space per second. Unlimited when not given.
-      - Must be greater than 0 and at most 4096.
+      - Limit in GiB of guest physical address space per second, 0.01 to 4096. Unlimited when not given.
     type: float
     aliases: [rate]
   chunk_mib:
-    description: Size of the range handled by one ioctl, in MiB; a multiple of 2, at most 65536.
+    description: Size of the range handled by one ioctl, in MiB, 2 to 65536 and a multiple of 2.
     type: int
     default: 1024
   force_release:
@@ -204,9 +205,11 @@ domains:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.presplit.kvm.plugins.module_utils.option_checks import option_problem
 from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.errors import (
     DomainNotFound, DomainNotRunning, NotKvmAccelerated, PresplitError, Unsupported)
 from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.ops import HOST_ARGUMENT_SPEC, host_from_params
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.split import MAX_RATE_GIB_S, MIN_RATE_GIB_S
 
 
 def _status(result, state):
@@ -237,6 +240,10 @@ def main():
     params = module.params
     if not params["domains"]:
         module.fail_json(msg="domains must name at least one domain")
+    problem = option_problem(params, {"rate_gib_per_s": (MIN_RATE_GIB_S, MAX_RATE_GIB_S), "chunk_mib": (2, 65536)},
+                             ("domains",) + tuple(HOST_ARGUMENT_SPEC))
+    if problem:
+        module.fail_json(msg=problem)
     host = host_from_params(params)
     results = []
     try:

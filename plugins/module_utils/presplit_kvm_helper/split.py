@@ -27,6 +27,7 @@ MAX_GPA = 1 << 57                 # 5-level paging: no guest-physical address go
 DEFAULT_CHUNK = HUGE_1G           # the kernel itself works in <= 1 GiB chunks
 MAX_CHUNK = 64 * HUGE_1G
 MAX_RATE_GIB_S = 4096.0           # beyond this a "limit" is a typo, not a limit
+MIN_RATE_GIB_S = 0.01             # 10 MiB/s: 1 TiB of guest address space in under 30 hours
 LOW_MEMORY_TOP = 4 * HUGE_1G      # x86: RAM above the PCI hole starts at 4 GiB
 RESUME_ERRNOS = (errno.EINTR,)
 MAX_STALLED_RESUMES = 1000       # -EINTR without progress this often: something is wrong
@@ -77,13 +78,14 @@ def validate_chunk(chunk):
 
 
 def validate_rate(rate_gib_s):
-    """None = unlimited; otherwise a positive, finite GiB/s."""
+    """None = unlimited; otherwise MIN_RATE_GIB_S to MAX_RATE_GIB_S GiB/s (a rate near 0
+    would pace the split over years)."""
     if rate_gib_s is None:
         return None
     if isinstance(rate_gib_s, bool) or not isinstance(rate_gib_s, (int, float)):
         raise InvalidArgument("rate must be a number of GiB/s, got %r" % (rate_gib_s,))
-    if not 0 < rate_gib_s <= MAX_RATE_GIB_S:   # also rejects NaN
-        raise InvalidArgument("rate must be > 0 and <= %g GiB/s, got %r" % (MAX_RATE_GIB_S, rate_gib_s))
+    if not MIN_RATE_GIB_S <= rate_gib_s <= MAX_RATE_GIB_S:   # also rejects NaN
+        raise InvalidArgument("rate must be from %g to %g GiB/s, got %r" % (MIN_RATE_GIB_S, MAX_RATE_GIB_S, rate_gib_s))
     return float(rate_gib_s)
 
 

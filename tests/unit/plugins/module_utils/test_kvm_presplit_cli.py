@@ -72,10 +72,10 @@ def test_exit_codes_per_failure_and_mixed(cli, qemu_domains):
 
 
 @pytest.mark.parametrize("args,text", [
-    (["--rate", "-1"], "rate must be > 0"),
-    (["--rate", "0"], "rate must be > 0"),
-    (["--rate", "1e12"], "rate must be > 0"),
-    (["--rate", "nan"], "rate must be > 0"),
+    (["--rate", "-1"], "rate must be from 0.01 to 4096 GiB/s"),
+    (["--rate", "0"], "rate must be from 0.01 to 4096 GiB/s"),
+    (["--rate", "1e12"], "rate must be from 0.01 to 4096 GiB/s"),
+    (["--rate", "nan"], "rate must be from 0.01 to 4096 GiB/s"),
     (["--chunk-mib", "-2"], "chunk must be"),
     (["--chunk-mib", "3"], "chunk must be"),
     (["--chunk-mib", "99999999"], "chunk must be"),

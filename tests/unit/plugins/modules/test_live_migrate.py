@@ -54,7 +54,7 @@ def nodes(tmp_path):
     (dict(destination_host="h2", bandwidth_mib_per_s=-1), "bandwidth_mib_per_s must be from 0 to 1048576"),
     # The earlier name is an alias; the message names the option.
     (dict(destination_host="h2", bandwidth=-1), "bandwidth_mib_per_s must be from 0 to 1048576"),
-    (dict(destination_host="h2", poll_interval_s="nan"), "poll_interval_s must be from 0.01 to 60 (got nan)"),
+    (dict(destination_host="h2", poll_interval_s="nan"), "poll_interval_s must be from 0.01 to 60, got nan"),
     (dict(destination_host="h2?keyfile=/tmp/key"), "destination_host 'h2?keyfile=/tmp/key' is not a host name"),
     (dict(), "one of the following is required: destination_uri, destination_host"),
     (dict(destination_host=""), "destination_uri or destination_host must name the destination"),

@@ -46,7 +46,7 @@ def test_a_finished_job_is_not_migrating():
 def test_negative_wait_is_refused(run_module):
     result = run_module("migration_progress", uri="test:///default", domains=["test"], wait_s=-1)
     assert result["failed"] is True
-    assert result["msg"] == "wait_s must not be negative, got -1"
+    assert result["msg"] == "wait_s must be from 0 to 86400, got -1"
 
 
 def test_watching_a_domain_that_does_not_migrate_returns_its_state(run_module):

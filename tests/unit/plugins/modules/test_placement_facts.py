@@ -61,12 +61,18 @@ def test_host_name_defaults_to_libvirt_and_domains_filter(run_module, uri):
 
 
 @pytest.mark.parametrize("args, message", [
-    ({"dirty_rate_period_s": 0}, "dirty_rate_period_s must be 1 to 60"),
+    ({"dirty_rate_period_s": 0}, "dirty_rate_period_s must be from 1 to 60, got 0"),
     # The earlier name is an alias; the message names the option.
-    ({"dirty_rate_seconds": 61}, "dirty_rate_period_s must be 1 to 60"),
-    ({"memory_reserve_mib": -1}, "memory_reserve_mib must not be negative"),
-    ({"vcpu_overcommit": 0}, "vcpu_overcommit must be positive"),
-    ({"dirty_rate_period_s": 5, "dirty_rate_timeout_s": 2}, "dirty_rate_timeout_s must be at least"),
+    ({"dirty_rate_seconds": 61}, "dirty_rate_period_s must be from 1 to 60, got 61"),
+    ({"memory_reserve_mib": -1}, "memory_reserve_mib must be from 0 to 16777216, got -1"),
+    ({"vcpu_overcommit": 0}, "vcpu_overcommit must be from 0.01 to 1000, got 0"),
+    ({"vcpu_overcommit": "nan"}, "vcpu_overcommit must be from 0.01 to 1000, got nan"),
+    ({"vcpu_overcommit": 1e308}, "vcpu_overcommit must be from 0.01 to 1000, got 1e+308"),
+    ({"bandwidth_mib_per_s": 0}, "bandwidth_mib_per_s must be from 1 to 1048576, got 0"),
+    ({"dirty_rate_period_s": 5, "dirty_rate_timeout_s": 2}, "dirty_rate_timeout_s must be from 5 to 3600, got 2"),
+    ({"dirty_rate_timeout_s": "inf"}, "dirty_rate_timeout_s must be from 1 to 3600, got inf"),
+    ({"domains": ["web1", "a\x00b"]}, "domains must not contain control characters, got 'a\\x00b'"),
+    ({"host_name": "hv\n01"}, "host_name must not contain control characters"),
     ({"uri": "qemu+tcp://127.0.0.1:1/system"}, "cannot connect to host libvirt qemu+tcp://127.0.0.1:1/system"),
 ])
 def test_bad_arguments_fail_clearly(run_module, uri, args, message):

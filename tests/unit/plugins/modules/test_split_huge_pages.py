@@ -58,10 +58,10 @@ def test_release_of_a_domain_gone_from_this_host_is_absent(run_module, domains):
 
 
 @pytest.mark.parametrize("args,text", [
-    ({"rate": -1.0}, "rate must be > 0"),
-    ({"rate": 1e9}, "rate must be > 0"),
-    ({"chunk_mib": -2}, "chunk must be"),
-    ({"chunk_mib": 10 ** 9}, "chunk must be"),
+    ({"rate": -1.0}, "rate_gib_per_s must be from 0.01 to 4096, got -1.0"),
+    ({"rate_gib_per_s": 1e9}, "rate_gib_per_s must be from 0.01 to 4096, got 1000000000.0"),
+    ({"chunk_mib": -2}, "chunk_mib must be from 2 to 65536"),
+    ({"chunk_mib": 10 ** 9}, "chunk_mib must be from 2 to 65536"),
     ({"domains": ["../../etc/passwd"]}, "cannot contain '/'"),
     ({"domains": []}, "at least one domain"),
 ])
