@@ -398,9 +398,9 @@ not_migratable:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.presplit.kvm.plugins.module_utils.evacuation_planner import plan_evacuation
+from ansible_collections.presplit.kvm.plugins.module_utils.option_checks import option_problem
 from ansible_collections.presplit.kvm.plugins.module_utils.planner_model import (
     BACKINGS, DEFAULT_LIMITS, KERNEL_MODES, NON_MIGRATABLE_POLICIES, PlanningError)
-from ansible_collections.presplit.kvm.plugins.module_utils.option_checks import option_problem
 
 # The documented range of every number, by where it is given.
 HOST_RANGES = {
