@@ -37,8 +37,9 @@ BASES = {
 # it wait (a real dirty-rate measurement) rather than answer.
 KEPT = {"dest_dir", "measure_dirty_rate", "run_dir", "state_dir", "wait_s"}
 CONTROL = st.sampled_from(["\n", "\r", "\x00", "\x1b", "\x7f", "\x85"])
-TEXT = st.one_of(st.text(max_size=30), st.builds(lambda a, c, b: a + c + b, st.text(max_size=8), CONTROL,
-                                                  st.text(max_size=8)))
+WITH_CONTROL = st.builds(lambda before, control, after: before + control + after,
+                         st.text(max_size=8), CONTROL, st.text(max_size=8))
+TEXT = st.one_of(st.text(max_size=30), WITH_CONTROL)
 NUMBERS = {
     "int": st.integers(-(1 << 70), 1 << 70),
     "float": st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-(1 << 40), 1 << 40)),
