@@ -10,6 +10,8 @@ BACKINGS = ('none', 'thp', 'hugetlb-2M', 'hugetlb-1G')
 KERNEL_MODES = ('patched', 'eager-split-only', 'none')
 NON_MIGRATABLE_POLICIES = ('skip_host', 'shutdown_and_restart', 'fail')
 HUGEPAGE_MIB = {'hugetlb-2M': 2, 'hugetlb-1G': 1024}
+# Decimals of the computed figures (seconds, MiB, MiB/s, ms) in a plan.
+FIGURE_DIGITS = 3
 # The resource a domain without huge pages consumes on its destination.
 MEMORY = 'memory'
 
@@ -127,7 +129,7 @@ class Migration:
     """
 
     __slots__ = ('domain', 'source', 'destination', 'memory_mib', 'backing', 'presplit', 'dirty_rate_mib_per_s',
-                 'estimate_s', 'estimate_mib',
+                 'estimate_bandwidth', 'estimate', 'estimate_s', 'estimate_mib',
                  'bandwidth_mib_per_s', 'mode', 'reason', 'iterations', 'transferred_mib', 'duration_s', 'downtime_ms',
                  'throttle_pct', 'start_s', 'end_s',
                  'wave', 'after', 'options')
@@ -141,13 +143,15 @@ class Migration:
         self.backing = domain.backing
         self.presplit = domain.backing != 'none' and source.kernel_mode == 'patched'
         self.dirty_rate_mib_per_s = domain.dirty_rate_mib_per_s
-        self.estimate_s = self.estimate_mib = None
+        self.estimate_bandwidth = self.estimate = self.estimate_s = self.estimate_mib = None
         self.bandwidth_mib_per_s = self.mode = self.reason = self.iterations = self.transferred_mib = None
         self.duration_s = self.downtime_ms = self.throttle_pct = self.start_s = self.end_s = None
         self.wave = self.after = self.options = None
 
-    def set_estimate(self, prediction):
-        """Take predict_migration's ``prediction`` on an idle path as the estimate."""
+    def set_estimate(self, bandwidth_mib_per_s, prediction):
+        """Take predict_migration's ``prediction`` on an idle path (``bandwidth_mib_per_s``) as the estimate."""
+        self.estimate_bandwidth = bandwidth_mib_per_s
+        self.estimate = prediction
         self.estimate_s = prediction['duration_s']
         self.estimate_mib = prediction['transferred_mib']
 
@@ -167,6 +171,7 @@ class Migration:
 
     def as_plan_entry(self):
         """The migration as the plan returns it (the estimate is the planner's own)."""
+        # round() rather than round_figure(): this runs for every migration, 50,000 in a large plan.
         return {
             'domain': self.domain,
             'source': self.source,
@@ -174,17 +179,17 @@ class Migration:
             'memory_mib': self.memory_mib,
             'backing': self.backing,
             'presplit': self.presplit,
-            'dirty_rate_mib_per_s': round_figure(self.dirty_rate_mib_per_s),
-            'bandwidth_mib_per_s': round_figure(self.bandwidth_mib_per_s),
+            'dirty_rate_mib_per_s': round(self.dirty_rate_mib_per_s, FIGURE_DIGITS),
+            'bandwidth_mib_per_s': round(self.bandwidth_mib_per_s, FIGURE_DIGITS),
             'mode': self.mode,
             'reason': self.reason,
             'iterations': self.iterations,
-            'transferred_mib': round_figure(self.transferred_mib),
-            'duration_s': round_figure(self.duration_s),
-            'downtime_ms': None if self.downtime_ms is None else round_figure(self.downtime_ms),
+            'transferred_mib': round(self.transferred_mib, FIGURE_DIGITS),
+            'duration_s': round(self.duration_s, FIGURE_DIGITS),
+            'downtime_ms': None if self.downtime_ms is None else round(self.downtime_ms, FIGURE_DIGITS),
             'throttle_pct': self.throttle_pct,
-            'start_s': round_figure(self.start_s),
-            'end_s': round_figure(self.end_s),
+            'start_s': round(self.start_s, FIGURE_DIGITS),
+            'end_s': round(self.end_s, FIGURE_DIGITS),
             'wave': self.wave,
             'after': self.after,
             'options': self.options,
@@ -193,7 +198,7 @@ class Migration:
 
 def round_figure(value):
     """A computed figure (seconds, MiB, MiB/s, ms) as the plan gives it."""
-    return round(value, 3)
+    return round(value, FIGURE_DIGITS)
 
 
 def resolve_limits(given):

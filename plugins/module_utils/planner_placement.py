@@ -11,7 +11,15 @@ from ansible_collections.presplit.kvm.plugins.module_utils.planner_model import 
 
 
 class Placer:
-    """Worst-fit placement over per-(CPU group, resource) max-heaps of free capacity."""
+    """Worst-fit placement over per-(CPU group, resource) max-heaps of free capacity.
+
+    A host without the vCPUs a domain needs leaves its heap for a parking heap of the same
+    (CPU group, resource), ordered by the vCPUs it has left, and comes back before the first
+    domain that needs no more than that: a host with much free memory but no vCPUs left
+    would otherwise stay on top of its heap and be looked at, and put back, for every
+    domain that follows.  The host chosen is the same: a parked host cannot take the
+    domains placed while it is parked.
+    """
 
     def __init__(self, destinations, staying_domains):
         self.destinations = destinations
@@ -21,6 +29,8 @@ class Placer:
                 self.heaps.setdefault((host.cpu_group, resource), []).append((-host.free(resource), 0, host.name))
         for heap in self.heaps.values():
             heapq.heapify(heap)
+        # (CPU group, resource) -> heap of (-vCPUs left, name, entry of the host's heap)
+        self.parked = dict((key, []) for key in self.heaps)
         # MiB placed on each host so far: among hosts with as much free, the least loaded link wins.
         self.incoming_mib = dict((name, 0) for name in destinations)
         # anti-affinity group -> hosts already holding a member
@@ -31,7 +41,13 @@ class Placer:
 
     def place(self, domain, cpu_group):
         """The host ``domain`` goes to, its resources taken, or None if no host of ``cpu_group`` can take it."""
-        heap = self.heaps.get((cpu_group, domain.resource))
+        key = (cpu_group, domain.resource)
+        heap = self.heaps.get(key)
+        if heap is None:
+            return None
+        parked = self.parked[key]
+        while parked and -parked[0][0] >= domain.vcpus:
+            heapq.heappush(heap, heapq.heappop(parked)[2])
         rejected = []
         chosen = None
         while heap:
@@ -44,10 +60,13 @@ class Placer:
                 heapq.heappush(heap, (negative_free, self.incoming_mib[name], name))
                 continue
             host = self.destinations[name]
-            if self._conflict(domain, host) is None:
+            if host.vcpus_free is not None and host.vcpus_free < domain.vcpus:
+                heapq.heappush(parked, (-host.vcpus_free, name, (negative_free, incoming, name)))
+            elif self._anti_affinity_conflict(domain, host) is None:
                 chosen = host
                 break
-            rejected.append((negative_free, incoming, name))
+            else:
+                rejected.append((negative_free, incoming, name))
         for entry in rejected:
             heapq.heappush(heap, entry)
         if chosen is not None:
@@ -58,9 +77,7 @@ class Placer:
                 self.group_hosts.setdefault(group, {})[chosen.name] = domain.name
         return chosen
 
-    def _conflict(self, domain, host):
-        if host.vcpus_free is not None and host.vcpus_free < domain.vcpus:
-            return 'needs %d vCPUs, %d left' % (domain.vcpus, host.vcpus_free)
+    def _anti_affinity_conflict(self, domain, host):
         for group in domain.anti_affinity:
             holder = self.group_hosts.get(group, {}).get(host.name)
             if holder is not None:
@@ -68,17 +85,21 @@ class Placer:
         return None
 
     def why_not(self, domain, cpu_group, host):
-        """Every reason ``domain`` cannot go to ``host`` now (for error messages)."""
-        reasons = []
+        """Why ``domain`` cannot go to ``host`` now, as (kind, text): the first of another CPU
+        group (``cpu_group``), too little of its resource (the resource: ``memory``,
+        ``hugetlb-2M`` or ``hugetlb-1G``), too few vCPUs (``vcpus``) and an anti-affinity
+        peer there (``anti_affinity``)."""
         if host.cpu_group != cpu_group:
-            reasons.append('CPU group %s, domain needs %s' % (host.cpu_group, cpu_group))
+            return 'cpu_group', 'CPU group %s, domain needs %s' % (host.cpu_group, cpu_group)
         free = host.free(domain.resource)
         if free < domain.amount:
             unit = 'MiB of memory' if domain.resource == MEMORY else '%s pages' % domain.resource
             initial = host.initial[0] if domain.resource == MEMORY else host.initial[1][domain.resource]
-            reasons.append('needs %d %s, %d left%s' % (
-                domain.amount, unit, free, '' if initial == free else ' after larger domains (%d before the plan)' % initial))
-        conflict = self._conflict(domain, host)
+            return domain.resource, 'needs %d %s, %d left%s' % (
+                domain.amount, unit, free, '' if initial == free else ' after larger domains (%d before the plan)' % initial)
+        if host.vcpus_free is not None and host.vcpus_free < domain.vcpus:
+            return 'vcpus', 'needs %d vCPUs, %d left' % (domain.vcpus, host.vcpus_free)
+        conflict = self._anti_affinity_conflict(domain, host)
         if conflict:
-            reasons.append(conflict)
-        return '; '.join(reasons) or 'fits now, but not when it was placed'
+            return 'anti_affinity', conflict
+        return 'fits_now', 'fits now, but not when it was placed'

@@ -33,8 +33,9 @@ description:
     A wave may start once the migrations listed in its C(wait_for) have finished; waiting for every earlier wave is also
     safe, only slower."
   - The output is the same for the same input, whatever the order of the lists.
-  - Fails, naming each domain that fits nowhere with the reason for every candidate host, when the hosts to drain cannot
-    be emptied.
+  - Fails when the hosts to drain cannot be emptied, saying per CPU group what the domains that fit nowhere need and what
+    its destination hosts have left, and for the first of those domains how many candidate hosts each reason rules out
+    (another CPU group, too little memory or huge pages, too few vCPUs, an anti-affinity peer), with example hosts.
 author:
   - presplit.kvm developers (@presplit)
 extends_documentation_fragment:
@@ -370,13 +371,37 @@ summary:
   sample: {"migrations": 2, "waves": 2, "makespan_s": 18.704, "bandwidth_lower_bound_s": 18.704, "lower_bound_s": 18.704,
            "makespan_over_bandwidth_bound": 1.0, "transferred_mib": 22295.443,
            "modes": {"pre_copy": 2, "auto_converge": 0, "post_copy": 0}}
+unplaced_count:
+  description: On failure because domains fit nowhere, how many fit nowhere.
+  returned: failure
+  type: int
+  sample: 1
+unplaced_by_cpu_group:
+  description:
+    - On failure because domains fit nowhere, per CPU group of those domains, how many they are (C(domains)), what they
+      need together (C(needs)) and what the group's destination hosts (C(destinations), their number) have left after
+      the other domains were placed (C(left)).
+    - C(needs) and C(left) give C(memory_mib), C(hugepages_2m), C(hugepages_1g) and C(vcpus); C(left.vcpus) is null
+      when a destination host has no vCPU limit.
+  returned: failure
+  type: dict
+  sample: {"default": {"domains": 1, "needs": {"memory_mib": 0, "hugepages_2m": 0, "hugepages_1g": 16, "vcpus": 8},
+                       "destinations": 2, "left": {"memory_mib": 159744, "hugepages_2m": 0, "hugepages_1g": 32,
+                                                   "vcpus": 111}}}
 unplaced:
-  description: On failure because domains fit nowhere, each such domain with the reason per candidate host.
+  description:
+    - On failure because domains fit nowhere, the first 20 of them (largest first), each with its C(source), C(cpu_group),
+      C(memory_mib), C(backing), C(vcpus) and C(reasons).
+    - C(reasons) counts the candidate hosts by the first reason each cannot take the domain (C(cpu_group), C(memory),
+      C(hugetlb-2M), C(hugetlb-1G), C(vcpus), C(anti_affinity)) in C(hosts), with up to 3 of them and their reason in
+      C(examples).
   returned: failure
   type: list
   elements: dict
-  sample: [{"domain": "db1", "source": "hv01", "reasons": {"hv02": "anti-affinity group db already has db2 there",
-            "hv03": "needs 16 hugetlb-1G pages, 0 left"}}]
+  sample: [{"domain": "db1", "source": "hv01", "cpu_group": "default", "memory_mib": 16384, "backing": "hugetlb-1G",
+            "vcpus": 8, "reasons": {"anti_affinity": {"hosts": 1, "examples": {
+              "hv02": "anti-affinity group db already has db2 there"}},
+                                    "hugetlb-1G": {"hosts": 1, "examples": {"hv03": "needs 16 hugetlb-1G pages, 0 left"}}}}]
 placed:
   description: On failure because domains fit nowhere, where the other domains would have gone.
   returned: failure

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ansible_collections.presplit.kvm.plugins.module_utils.evacuation_planner import plan_evacuation
+from ansible_collections.presplit.kvm.plugins.module_utils.planner_infeasible import DOMAINS_EXPLAINED, DOMAINS_IN_MESSAGE, EXAMPLE_HOSTS
 from ansible_collections.presplit.kvm.plugins.module_utils.planner_model import DEFAULT_LIMITS, HUGEPAGE_MIB, PlanningError
 from ansible_collections.presplit.kvm.plugins.module_utils.planner_prediction import predict_migration
 
@@ -209,28 +210,63 @@ def test_anti_affinity_and_cpu_groups():
     assert plan['placement'] == {'db1': 'b'}
 
 
-def test_infeasible_names_the_domain_and_a_reason_per_host():
+def test_infeasible_counts_the_hosts_by_reason():
     hosts = [host('src', group='skylake'), host('a', memory=2048, group='skylake'), host('b', group='skylake', vcpus=0),
              host('c', group='haswell'), host('d', group='skylake')]
     domains = [domain('big', 'src', 4096, anti_affinity=['x']), domain('x2', 'd', anti_affinity=['x'])]
     with pytest.raises(PlanningError) as caught:
         plan_evacuation(hosts, domains, ['src'])
     message = caught.value.message
-    assert message.startswith('1 domain(s) fit nowhere. big (from src, 4096 MiB none, 1 vCPUs)')
-    reasons = caught.value.details['unplaced'][0]['reasons']
-    assert reasons['a'] == 'needs 4096 MiB of memory, 2048 left'
-    assert reasons['b'] == 'needs 1 vCPUs, 0 left'
-    assert reasons['c'] == 'CPU group haswell, domain needs skylake'
-    assert reasons['d'] == 'anti-affinity group x already has x2 there'
-    assert sorted(reasons) == ['a', 'b', 'c', 'd']
+    assert message.startswith('1 domain(s) fit nowhere. big (from src, 4096 MiB none, 1 vCPUs) fits nowhere: ')
+    assert '1 host(s) without the memory (a: needs 4096 MiB of memory, 2048 left)' in message
+    details = caught.value.details
+    assert details['unplaced_count'] == 1
+    assert details['unplaced'] == [{
+        'domain': 'big', 'source': 'src', 'cpu_group': 'skylake', 'memory_mib': 4096, 'backing': 'none', 'vcpus': 1,
+        'reasons': {
+            'memory': {'hosts': 1, 'examples': {'a': 'needs 4096 MiB of memory, 2048 left'}},
+            'vcpus': {'hosts': 1, 'examples': {'b': 'needs 1 vCPUs, 0 left'}},
+            'cpu_group': {'hosts': 1, 'examples': {'c': 'CPU group haswell, domain needs skylake'}},
+            'anti_affinity': {'hosts': 1, 'examples': {'d': 'anti-affinity group x already has x2 there'}}}}]
+    # b has no vCPU left, a and d no limit: the group's vCPUs left are unlimited.
+    assert details['unplaced_by_cpu_group'] == {'skylake': {
+        'domains': 1, 'needs': {'memory_mib': 4096, 'hugepages_2m': 0, 'hugepages_1g': 0, 'vcpus': 1},
+        'destinations': 3, 'left': {'memory_mib': 2048 + 16384 + 16384, 'hugepages_2m': 0, 'hugepages_1g': 0, 'vcpus': None}}}
 
 
 def test_infeasible_after_larger_domains_says_so():
     hosts = [host('src'), host('a', memory=5000)]
     with pytest.raises(PlanningError) as caught:
         plan_evacuation(hosts, [domain('v1', 'src', 4096), domain('v2', 'src', 2048)], ['src'])
-    assert caught.value.details['unplaced'][0]['reasons']['a'] == 'needs 2048 MiB of memory, 904 left after larger domains (5000 before the plan)'
+    assert caught.value.details['unplaced'][0]['reasons'] == {'memory': {'hosts': 1, 'examples': {
+        'a': 'needs 2048 MiB of memory, 904 left after larger domains (5000 before the plan)'}}}
     assert caught.value.details['placed'] == {'v1': 'a'}
+
+
+def test_infeasible_explanation_is_bounded():
+    # 30 domains fit on none of 40 hosts: the first few are explained, every one is counted.
+    targets = [host('h%02d' % i, memory=1024, group='default' if i % 4 else 'other', vcpus=8) for i in range(40)]
+    hosts = [host('src', memory=1 << 20)] + targets
+    domains = [domain('v%02d' % i, 'src', 4096, vcpus=2) for i in range(30)]
+    with pytest.raises(PlanningError) as caught:
+        plan_evacuation(hosts, domains, ['src'])
+    details = caught.value.details
+    assert details['unplaced_count'] == 30
+    assert [entry['domain'] for entry in details['unplaced']] == ['v%02d' % i for i in range(DOMAINS_EXPLAINED)]
+    for entry in details['unplaced']:
+        assert entry['reasons'] == {
+            'cpu_group': {'hosts': 10, 'examples': {'h00': 'CPU group other, domain needs default',
+                                                    'h04': 'CPU group other, domain needs default',
+                                                    'h08': 'CPU group other, domain needs default'}},
+            'memory': {'hosts': 30, 'examples': dict(('h%02d' % i, 'needs 4096 MiB of memory, 1024 left') for i in (1, 2, 3))}}
+    assert details['unplaced_by_cpu_group'] == {'default': {
+        'domains': 30, 'needs': {'memory_mib': 30 * 4096, 'hugepages_2m': 0, 'hugepages_1g': 0, 'vcpus': 60},
+        'destinations': 30, 'left': {'memory_mib': 30 * 1024, 'hugepages_2m': 0, 'hugepages_1g': 0, 'vcpus': 30 * 8}}}
+    message = caught.value.message
+    assert message.count('fits nowhere') == DOMAINS_IN_MESSAGE
+    assert '27 more domain(s) (17 of them in the details)' in message
+    assert message.endswith('By CPU group: default: 30 domain(s) need 122880 MiB of memory, 60 vCPUs; '
+                            'its 30 destination host(s) have 30720 MiB of memory, 240 vCPUs left')
 
 
 @pytest.mark.parametrize('policy', ['fail', 'skip_host', 'shutdown_and_restart'])
@@ -396,17 +432,24 @@ def test_every_domain_is_placed_or_explained(fleet):
         def host_of(spec):
             return placed.get(spec['name'], spec['host'] if spec['name'] not in placed and spec['host'] not in drain else None)
 
-        for entry in error.details['unplaced']:
+        explained = error.details['unplaced']
+        assert len(explained) == min(error.details['unplaced_count'], DOMAINS_EXPLAINED)
+        assert sum(group['domains'] for group in error.details['unplaced_by_cpu_group'].values()) == error.details['unplaced_count']
+        for entry in explained[:DOMAINS_IN_MESSAGE]:
             assert entry['domain'] in error.message
-            assert sorted(entry['reasons']) == sorted(h['name'] for h in destinations)
+        for entry in explained:
+            assert sum(reason['hosts'] for reason in entry['reasons'].values()) == len(destinations)
             spec = next(d for d in domains if d['name'] == entry['domain'])
             group = by_name[spec['host']]['cpu_group']
+            for kind, reason in entry['reasons'].items():
+                assert len(reason['examples']) == min(reason['hosts'], EXAMPLE_HOSTS)
+                for name in reason['examples']:
+                    assert (kind == 'cpu_group') == (by_name[name]['cpu_group'] != group), (entry, name)
+            # Whatever the reasons say, no destination of its CPU group can take it.
             for target in destinations:
-                if target['cpu_group'] != group:
-                    assert 'CPU group' in entry['reasons'][target['name']]
-                    continue
-                here = [d for d in domains if host_of(d) == target['name'] and d['name'] in placed]
-                assert not fits(spec, target, here, domains, host_of), (entry, target)
+                if target['cpu_group'] == group:
+                    here = [d for d in domains if host_of(d) == target['name'] and d['name'] in placed]
+                    assert not fits(spec, target, here, domains, host_of), (entry, target)
         return
     skipped = set(plan['skipped_hosts'])
     shut = set(e['domain'] for e in plan['shutdown'])

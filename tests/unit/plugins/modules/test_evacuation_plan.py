@@ -62,8 +62,12 @@ def test_fit_nowhere_fails_with_reasons(capsys):
     code, result = run_module(capsys, fleet)
     assert code == 1 and result['failed'] is True
     assert result['msg'].startswith('1 domain(s) fit nowhere. db1 (from hv01, 16384 MiB hugetlb-1G, 8 vCPUs)')
-    assert result['unplaced'] == [{'domain': 'db1', 'source': 'hv01', 'reasons': {
-        'hv02': 'anti-affinity group db already has db2 there', 'hv03': 'needs 16 hugetlb-1G pages, 0 left'}}]
+    assert result['unplaced_count'] == 1
+    assert result['unplaced'] == [{'domain': 'db1', 'source': 'hv01', 'cpu_group': 'default', 'memory_mib': 16384,
+                                   'backing': 'hugetlb-1G', 'vcpus': 8, 'reasons': {
+                                       'anti_affinity': {'hosts': 1, 'examples': {'hv02': 'anti-affinity group db already has db2 there'}},
+                                       'hugetlb-1G': {'hosts': 1, 'examples': {'hv03': 'needs 16 hugetlb-1G pages, 0 left'}}}}]
+    assert result['unplaced_by_cpu_group']['default']['needs']['hugepages_1g'] == 16
     assert result['placed'] == {'web1': 'hv03'}
 
 
