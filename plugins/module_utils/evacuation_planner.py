@@ -34,9 +34,7 @@ run sees only its own migrations running).
 Same input, same output: every ordering decision breaks ties by name.
 """
 
-import contextlib
-import gc
-
+from ansible_collections.presplit.kvm.plugins.module_utils.gc_pause import cycle_collection_paused
 from ansible_collections.presplit.kvm.plugins.module_utils.planner_infeasible import explain_unplaced
 from ansible_collections.presplit.kvm.plugins.module_utils.planner_model import (
     NON_MIGRATABLE_POLICIES, Domain, Host, Migration, PlanningError, resolve_limits, round_figure, unique_by_name)
@@ -53,23 +51,9 @@ def plan_evacuation(hosts, domains, drain, limits=None, max_downtime_ms=300, non
     for their keys).  ``domains`` should list every running domain of the
     fleet: the ones on other hosts count for anti-affinity.
     """
-    with _without_cycle_collection():
+    # Some ten objects per domain and no reference cycles.
+    with cycle_collection_paused():
         return _plan(hosts, domains, drain, limits, max_downtime_ms, non_migratable_policy, allow_post_copy)
-
-
-@contextlib.contextmanager
-def _without_cycle_collection():
-    """The cyclic garbage collector paused: planning allocates some ten objects per domain
-    and makes no reference cycles, so the collector would only walk ever more of them
-    again and again (a fifth of the time for 100,000 domains); reference counting frees
-    them all the same."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _plan(hosts, domains, drain, limits, max_downtime_ms, non_migratable_policy, allow_post_copy):

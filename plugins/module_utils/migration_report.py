@@ -75,7 +75,7 @@ def _phases(result):
 def _planned_migrations(plan):
     """Map domain -> planned migration from an evacuation_plan output."""
     if not isinstance(plan, dict) or not isinstance(plan.get("waves"), list):
-        raise ReportError("plan must be the output of presplit.kvm.evacuation_plan (a dict with 'waves')")
+        raise ReportError("plan must be the output of presplit.kvm.evacuation_plan with detail: full (a dict with 'waves')")
     planned = {}
     for wave in plan["waves"]:
         for migration in wave.get("migrations", []):

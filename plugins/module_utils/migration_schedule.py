@@ -38,7 +38,8 @@ def host_migrations(plan, host):
     """``host``'s planned migrations (evacuation_plan's result) as live_migration domain
     entries: {name, destination, wave, after, options}, in wave order."""
     if not isinstance(plan, Mapping) or not isinstance(plan.get('waves'), list):
-        raise ScheduleError('host_migrations needs an evacuation plan with waves, got %s' % type(plan).__name__)
+        raise ScheduleError('host_migrations needs an evacuation plan with waves (evacuation_plan with detail: full), got %s'
+                            % type(plan).__name__)
     entries = []
     for wave in plan['waves']:
         for migration in wave.get('migrations', []):

@@ -8,10 +8,16 @@ libvirt lookup, a URI, a file name or a message (a newline splits one error into
 lines, a NUL byte fails deep inside a system call). Each check gives a one-line message
 that names the option, or None."""
 
+import re
+
+
+# C0 and C1 control characters, DEL included (a newline, a NUL byte, an escape, ...).
+CONTROL_CHARACTER = re.compile(r'[\x00-\x1f\x7f-\x9f]')
+
 
 def has_control_characters(text):
     """True when text holds a C0 or C1 control character (a newline, a NUL byte, DEL, ...)."""
-    return any(ord(char) < 0x20 or 0x7f <= ord(char) < 0xa0 for char in text)
+    return CONTROL_CHARACTER.search(text) is not None
 
 
 def number_problem(name, value, lowest, highest):

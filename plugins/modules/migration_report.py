@@ -39,8 +39,9 @@ options:
     required: true
   plan:
     description:
-      - The output of M(presplit.kvm.evacuation_plan) (its C(waves) are read), to compare the predicted with the
-        measured duration, destination and downtime of each migration.
+      - The output of M(presplit.kvm.evacuation_plan) run with O(presplit.kvm.evacuation_plan#module:detail=full) (its
+        C(waves) are read), to compare the predicted with the measured duration, destination and downtime of each
+        migration.
     type: dict
   title:
     description: Title of the page and of the record.

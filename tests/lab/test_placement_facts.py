@@ -66,7 +66,8 @@ PLAYBOOK = [
                  "domains": "{{ groups.lab_hosts | map('extract', hostvars, ['facts', 'domains'])"
                             " | flatten(levels=1) }}",
                  "drain": ["h1"],
-                 "limits": {"host_bandwidth_mib_per_s": 100}},
+                 "limits": {"host_bandwidth_mib_per_s": 100},
+                 "detail": "full"},
              "register": "plan"},
             {"name": "Plan from the presplit_placement fact",
              "presplit.kvm.evacuation_plan": {
@@ -75,7 +76,8 @@ PLAYBOOK = [
                  "domains": "{{ groups.lab_hosts | map('extract', hostvars, ['presplit_placement', 'domains'])"
                             " | flatten(levels=1) }}",
                  "drain": ["h1"],
-                 "limits": {"host_bandwidth_mib_per_s": 100}},
+                 "limits": {"host_bandwidth_mib_per_s": 100},
+                 "detail": "full"},
              "register": "plan_from_fact"},
             {"name": "Save what the test checks",
              "ansible.builtin.copy": {

@@ -3,8 +3,10 @@ each host takes its own migrations, keeps their waves, and gets the live_migrate
 its planned mode. Evaluated by ansible-playbook itself on localhost."""
 
 import json
+import os
 
 import pytest
+import yaml
 
 from ansible_collections.presplit.kvm.plugins.module_utils.evacuation_planner import plan_evacuation
 
@@ -91,3 +93,10 @@ def test_each_migration_waits_for_this_host_s_migrations_that_ended_since_its_pr
     # h1 runs one migration at a time (max_outgoing_per_host 1): its second waits for its first.
     first, second = mine["migrations"]
     assert second["after"] == [first["name"]], plan["waves"]
+
+
+def test_the_role_asks_the_planner_for_the_waves():
+    """The view above is of a plan's waves, which evacuation_plan returns with detail: full."""
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "..", "roles", "rolling_maintenance", "tasks", "preflight.yml")) as tasks:
+        planning = [task["presplit.kvm.evacuation_plan"] for task in yaml.safe_load(tasks) if "presplit.kvm.evacuation_plan" in task]
+    assert [task.get("detail") for task in planning] == ["full"]

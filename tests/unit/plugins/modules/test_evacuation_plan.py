@@ -5,6 +5,7 @@
 import json
 
 import pytest
+import yaml
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.presplit.kvm.plugins.modules import evacuation_plan
@@ -38,7 +39,7 @@ FLEET = {
 
 @pytest.mark.parametrize('check_mode', [False, True])
 def test_plan_is_returned_and_nothing_changes(capsys, check_mode):
-    code, result = run_module(capsys, FLEET, check_mode)
+    code, result = run_module(capsys, dict(FLEET, detail='full'), check_mode)
     assert code == 0
     assert result['changed'] is False
     assert result['placement'] == {'db1': 'hv02', 'web1': 'hv03'}
@@ -49,16 +50,29 @@ def test_plan_is_returned_and_nothing_changes(capsys, check_mode):
     assert 'cannot pre-split (db1, web1)' in json.dumps(result['warnings'])
 
 
+def test_summary_by_default(capsys):
+    code, result = run_module(capsys, FLEET)
+    assert code == 0
+    assert sorted(result) == ['changed', 'invocation', 'shutdown', 'skipped_hosts', 'summary', 'warnings']
+    assert result['summary']['migrations'] == 2
+    assert 'cannot pre-split (db1, web1)' in json.dumps(result['warnings'])
+    # The fleet's facts are counted in the echoed arguments, not repeated.
+    args = result['invocation']['module_args']
+    assert (args['hosts'], args['domains'], args['drain'], args['detail']) == ('3 entries', '3 entries', ['hv01'], 'summary')
+
+
 def test_limit_defaults_come_from_the_argument_spec(capsys):
-    code, result = run_module(capsys, dict(FLEET, limits={'max_outgoing_per_host': 1}))
+    code, result = run_module(capsys, dict(FLEET, limits={'max_outgoing_per_host': 1}, detail='full'))
     assert code == 0
     # hv01's link (1192 MiB/s by default) carries db1 then web1, one at a time.
     assert result['waves'][0]['migrations'][0]['bandwidth_mib_per_s'] == 1192.0
     assert result['waves'][1]['wait_for'] == ['db1']
 
 
-def test_fit_nowhere_fails_with_reasons(capsys):
-    fleet = dict(FLEET, domains=FLEET['domains'][:1] + [dict(FLEET['domains'][1], host='hv02')] + FLEET['domains'][2:])
+@pytest.mark.parametrize('detail', ['summary', 'full'])
+def test_fit_nowhere_fails_with_reasons(capsys, detail):
+    fleet = dict(FLEET, domains=FLEET['domains'][:1] + [dict(FLEET['domains'][1], host='hv02')] + FLEET['domains'][2:],
+                 detail=detail)
     code, result = run_module(capsys, fleet)
     assert code == 1 and result['failed'] is True
     assert result['msg'].startswith('1 domain(s) fit nowhere. db1 (from hv01, 16384 MiB hugetlb-1G, 8 vCPUs)')
@@ -68,7 +82,10 @@ def test_fit_nowhere_fails_with_reasons(capsys):
                                        'anti_affinity': {'hosts': 1, 'examples': {'hv02': 'anti-affinity group db already has db2 there'}},
                                        'hugetlb-1G': {'hosts': 1, 'examples': {'hv03': 'needs 16 hugetlb-1G pages, 0 left'}}}}]
     assert result['unplaced_by_cpu_group']['default']['needs']['hugepages_1g'] == 16
-    assert result['placed'] == {'web1': 'hv03'}
+    if detail == 'full':
+        assert result['placed'] == {'web1': 'hv03'}
+    else:
+        assert 'placed' not in result
 
 
 def test_non_migratable_with_fail_policy(capsys):
@@ -82,3 +99,49 @@ def test_bad_choice_is_rejected_by_the_argument_spec(capsys):
     code, result = run_module(capsys, dict(FLEET, non_migratable_policy='pray'))
     assert code == 1
     assert 'non_migratable_policy' in result['msg'] and 'pray' in result['msg']
+
+
+@pytest.mark.parametrize('entry, value', [
+    # Ansible's conversions, as for any option: a number given as text, a float given as an int.
+    ({'memory_free_mib': '65536'}, {'memory_free_mib': 65536}),
+    ({'vcpus_free': 48.0}, {'vcpus_free': 48}),
+])
+def test_entries_are_converted_as_ansible_does(capsys, entry, value):
+    hosts = [FLEET['hosts'][0], dict(FLEET['hosts'][1], **entry), FLEET['hosts'][2]]
+    code, result = run_module(capsys, dict(FLEET, hosts=hosts, detail='full'))
+    assert code == 0, result['msg']
+    assert result['placement'] == {'db1': 'hv02', 'web1': 'hv03'}
+
+
+@pytest.mark.parametrize('option, entry, words', [
+    ('hosts', {'memory_free_mib': 'lots'}, ['hosts[1]', 'memory_free_mib', 'int']),
+    ('hosts', {'speed': 10}, ['hosts[1]: unsupported parameters: speed']),
+    ('hosts', {'kernel_mode': 'shiny'}, ['hosts[1]', 'kernel_mode', 'shiny']),
+    ('domains', {'memory_mib': None}, ['domains[1]', 'memory_mib']),
+    ('domains', {'anti_affinity': 'db'}, []),
+    ('domains', {'pinned': 'maybe'}, ['domains[1]', 'pinned', 'bool']),
+])
+def test_bad_entries_are_refused_naming_them(capsys, option, entry, words):
+    entries = list(FLEET[option])
+    entries[1] = dict(entries[1], **entry)
+    code, result = run_module(capsys, dict(FLEET, **{option: entries}))
+    if not words:
+        # A string for a list of strings is a one-element list to Ansible.
+        assert code == 0, result['msg']
+        return
+    assert code == 1 and '\n' not in result['msg']
+    for word in words:
+        assert word in result['msg']
+
+
+def test_documented_suboptions_are_the_checked_ones():
+    """The entries are not suboptions of the argument spec (checked_entries checks them), so
+    validate-modules cannot compare them with the documentation: this does."""
+    options = yaml.safe_load(evacuation_plan.DOCUMENTATION)['options']
+    for option, spec in evacuation_plan.ENTRY_SPECS:
+        documented = options[option]['suboptions']
+        assert sorted(documented) == sorted(spec)
+        for name, item in spec.items():
+            doc = documented[name]
+            assert (doc.get('type', 'str'), doc.get('required', False), doc.get('default'), doc.get('choices'), doc.get('elements')) == (
+                item.get('type', 'str'), item.get('required', False), item.get('default'), item.get('choices'), item.get('elements')), (option, name)

@@ -44,7 +44,7 @@ def test_facts_feed_the_planner(run_module, uri):
 
     other = dict(host, name="hv02", memory_free_mib=65536, vcpus_free=16)
     plan = run_module("evacuation_plan", hosts=[host, other], domains=result["domains"], drain=["hv01"],
-                      non_migratable_policy="shutdown_and_restart")
+                      non_migratable_policy="shutdown_and_restart", detail="full")
     assert not plan.get("failed"), plan
     assert plan["placement"] == {"web1": "hv02"}
     assert plan["shutdown"][0]["domain"] == "gpu1"
