@@ -15,14 +15,15 @@ are in ``planner_model.py``.  Three steps, a file each:
 2. prediction (``planner_prediction.py``): a pre-copy model per migration
    (memory, dirty rate, bandwidth, allowed downtime); when pre-copy does not
    converge, auto-converge or post-copy is chosen per domain, with the reason;
-3. scheduling (``planner_schedule.py``): event-driven
-   longest-processing-time-first list scheduling over slots (outgoing per host,
-   incoming per host, per cluster) and link bandwidth: a starting migration
+3. scheduling (``planner_schedule.py``): event-driven list scheduling over
+   slots (outgoing per host, incoming per host, per cluster) and link
+   bandwidth, the sources whose links have the most left to send first, each
+   its longest migration first: a starting migration
    reserves the bandwidth left on its path (its cap for the executor), so
    concurrent migrations never oversubscribe a link and one fast migration fills
    a link rather than two slow ones; where one stream cannot fill a link, the
-   first migration over an idle link gets the share of it that ends it with the
-   rest of that link's migrations.  Migrations that start at the same planned
+   first migration over an idle link (the busier of its path's two) gets the
+   share of it that ends it with the rest of that link's migrations.  Migrations that start at the same planned
    instant form a wave; a wave may start once the migrations in its ``wait_for``
    have finished (waiting for every earlier wave is also safe, only slower).
 

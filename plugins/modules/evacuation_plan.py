@@ -23,13 +23,14 @@ description:
     converge (dirty rate not below bandwidth, or more than 30 passes), the domain gets auto-converge if a vCPU throttle
     of at most 50% is enough, otherwise post-copy, except for 1 GiB hugetlbfs domains or when O(allow_post_copy=false),
     which get auto-converge. The reason is returned per migration."
-  - "Scheduling: longest migrations first; a migration starts when its source, its destination and the cluster have a
+  - "Scheduling: the source hosts whose links have the most left to send go first, each with its longest migration
+    that can start; a migration starts when its source, its destination and the cluster have a
     free slot and at least half their fair share of bandwidth left (link bandwidth over its concurrency limit), and
     reserves all the bandwidth left on its path (capped by O(limits.migration_bandwidth_mib_per_s)), so a link is
     filled by as few migrations as possible. Where that cap is below a link's bandwidth, the first migration over an
     idle link gets at most the link's share its bytes are of all the link carries (at least what the other slots
-    cannot use), so it ends with the rest rather than alone at the cap. Migrations that start at the same planned
-    instant form a wave.
+    cannot use), so it ends with the rest rather than alone at the cap; of the two links of its path, only the one
+    with more left to carry counts. Migrations that start at the same planned instant form a wave.
     A wave may start once the migrations listed in its C(wait_for) have finished; waiting for every earlier wave is also
     safe, only slower."
   - The output is the same for the same input, whatever the order of the lists.
