@@ -35,6 +35,8 @@ run sees only its own migrations running).
 Same input, same output: every ordering decision breaks ties by name.
 """
 
+import operator
+
 from ansible_collections.presplit.kvm.plugins.module_utils.gc_pause import cycle_collection_paused
 from ansible_collections.presplit.kvm.plugins.module_utils.planner_infeasible import explain_unplaced
 from ansible_collections.presplit.kvm.plugins.module_utils.planner_model import (
@@ -79,8 +81,10 @@ def _plan(hosts, domains, drain, limits, max_downtime_ms, non_migratable_policy,
             '%s (%s)' % (name, why) for name, why in blockers), {'not_migratable': [{'domain': n, 'reason': w} for n, w in blockers]})
     draining = drain - set(skipped_hosts)
     shut_down = set(entry['domain'] for entry in shutdown)
+    # Largest first, then most vCPUs, then by name (stable sorts: the second keeps the first's order).
     moving = sorted((d for d in all_domains.values() if d.host in draining and d.name not in shut_down),
-                    key=lambda d: (-d.footprint_mib, -d.vcpus, d.name))
+                    key=operator.attrgetter('name'))
+    moving.sort(key=operator.attrgetter('footprint_mib', 'vcpus'), reverse=True)
     staying = [d for d in all_domains.values() if d.host not in draining or d.name in shut_down]
     destinations = dict((name, host) for name, host in hosts_by_name.items() if name not in drain)
     placer = Placer(destinations, staying)
@@ -141,9 +145,8 @@ def _non_migratable(all_domains, drain, policy):
     skipped = {}
     shutdown = []
     blockers = []
-    for domain in sorted(all_domains.values(), key=lambda d: d.name):
-        if domain.host not in drain or domain.not_migratable_because is None:
-            continue
+    for domain in sorted((d for d in all_domains.values() if d.host in drain and d.not_migratable_because is not None),
+                         key=operator.attrgetter('name')):
         if policy == 'skip_host':
             skipped.setdefault(domain.host, []).append('%s is %s' % (domain.name, domain.not_migratable_because))
         elif policy == 'shutdown_and_restart':

@@ -97,7 +97,8 @@ class Domain:
             self.resource = MEMORY
             self.amount = self.memory_mib
             self.footprint_mib = self.memory_mib
-        self.anti_affinity = tuple(sorted(set(spec.get('anti_affinity') or ())))
+        groups = spec.get('anti_affinity')
+        self.anti_affinity = tuple(sorted(set(groups))) if groups else ()
         if spec.get('pinned'):
             self.not_migratable_because = 'pinned to host %s' % self.host
         elif spec.get('migratable') is False:

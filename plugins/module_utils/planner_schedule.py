@@ -95,6 +95,14 @@ class _Links:
             self.cluster_left += bandwidth
 
 
+def _longest_first(migrations):
+    """``migrations`` by estimate, longest first, then by domain name.  Two stable sorts
+    (reverse keeps equal keys in order) rather than one on a key built per migration."""
+    ordered = sorted(migrations, key=operator.attrgetter('domain'))
+    ordered.sort(key=operator.attrgetter('estimate_s'), reverse=True)
+    return ordered
+
+
 def schedule(migrations, hosts, limits, max_downtime_ms, allow_post_copy):
     """Set bandwidth, prediction, ``start_s`` and ``end_s`` on every migration.
 
@@ -138,7 +146,7 @@ class _Scheduler:
         self.out_limit = limits['max_outgoing_per_host']
         self.in_limit = limits['max_incoming_per_host']
         self.queues = {}
-        for migration in sorted(migrations, key=lambda m: (-m.estimate_s, m.domain)):
+        for migration in _longest_first(migrations):
             self.queues.setdefault(migration.source, []).append(migration)
         self.out_free = dict((name, self.out_limit) for name in self.queues)
         self.in_free = dict((name, self.in_limit) for name in hosts)
@@ -306,13 +314,15 @@ def group_waves(migrations):
     A migration's ``after`` is the migrations of its source host that end between that
     host's previous wave and its own: the waves' ``wait_for`` as one host sees them.
     """
-    ends = sorted(migrations, key=lambda m: (m.end_s, m.domain))
+    ends = sorted(migrations, key=operator.attrgetter('end_s', 'domain'))
     cursor = 0
     ended = {}  # source -> its migrations ended since its previous wave
     waves = []
-    # Longest first within a wave.
-    for start, members in itertools.groupby(sorted(migrations, key=lambda m: (m.start_s, -m.duration_s, m.domain)),
-                                            key=operator.attrgetter('start_s')):
+    # By start, longest first within a wave (sorts are stable: each keeps the order of the one before).
+    by_start = sorted(migrations, key=operator.attrgetter('domain'))
+    by_start.sort(key=operator.attrgetter('duration_s'), reverse=True)
+    by_start.sort(key=operator.attrgetter('start_s'))
+    for start, members in itertools.groupby(by_start, key=operator.attrgetter('start_s')):
         number = len(waves) + 1
         wait_for = []
         while cursor < len(ends) and ends[cursor].end_s <= start:
