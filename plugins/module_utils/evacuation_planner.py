@@ -40,31 +40,38 @@ import operator
 from ansible_collections.presplit.kvm.plugins.module_utils.gc_pause import cycle_collection_paused
 from ansible_collections.presplit.kvm.plugins.module_utils.planner_infeasible import explain_unplaced
 from ansible_collections.presplit.kvm.plugins.module_utils.planner_model import (
-    NON_MIGRATABLE_POLICIES, Domain, Host, Migration, PlanningError, resolve_limits, round_figure, unique_by_name)
+    DETAILS, NON_MIGRATABLE_POLICIES, Domain, Host, Migration, PlanningError, resolve_limits, round_figure, unique_by_name)
 from ansible_collections.presplit.kvm.plugins.module_utils.planner_placement import Placer
 from ansible_collections.presplit.kvm.plugins.module_utils.planner_prediction import predict_for
 from ansible_collections.presplit.kvm.plugins.module_utils.planner_schedule import (
     group_waves, idle_path_bandwidth, lower_bounds, schedule, stream_cap)
 
 
-def plan_evacuation(hosts, domains, drain, limits=None, max_downtime_ms=300, non_migratable_policy='fail', allow_post_copy=True):
+def plan_evacuation(hosts, domains, drain, limits=None, max_downtime_ms=300, non_migratable_policy='fail', allow_post_copy=True,
+                    detail='full'):
     """Plan the evacuation of the ``drain`` hosts.  Returns a JSON-able dict; raises PlanningError.
 
     ``hosts`` and ``domains`` are lists of dicts (see the evacuation_plan module
     for their keys).  ``domains`` should list every running domain of the
-    fleet: the ones on other hosts count for anti-affinity.
+    fleet: the ones on other hosts count for anti-affinity.  With ``detail``
+    ``summary``, the plan is only its ``summary``, ``shutdown`` and
+    ``skipped_hosts``, and a PlanningError's details leave out ``placed``: what
+    grows with the number of domains is not built (the waves alone are a fifth
+    of the time for 50,000 migrations).
     """
     # Some ten objects per domain and no reference cycles.
     with cycle_collection_paused():
-        return _plan(hosts, domains, drain, limits, max_downtime_ms, non_migratable_policy, allow_post_copy)
+        return _plan(hosts, domains, drain, limits, max_downtime_ms, non_migratable_policy, allow_post_copy, detail)
 
 
-def _plan(hosts, domains, drain, limits, max_downtime_ms, non_migratable_policy, allow_post_copy):
+def _plan(hosts, domains, drain, limits, max_downtime_ms, non_migratable_policy, allow_post_copy, detail):
     limits = resolve_limits(limits)
     if max_downtime_ms <= 0:
         raise PlanningError('max_downtime_ms must be positive')
     if non_migratable_policy not in NON_MIGRATABLE_POLICIES:
         raise PlanningError('non_migratable_policy must be one of %s' % ', '.join(NON_MIGRATABLE_POLICIES))
+    if detail not in DETAILS:
+        raise PlanningError('detail must be one of %s' % ', '.join(DETAILS))
     hosts_by_name = unique_by_name([Host(spec, limits['host_bandwidth_mib_per_s']) for spec in hosts], 'host')
     all_domains = unique_by_name([Domain(spec) for spec in domains], 'domain')
     unknown = sorted(set(drain) - set(hosts_by_name))
@@ -99,7 +106,7 @@ def _plan(hosts, domains, drain, limits, max_downtime_ms, non_migratable_policy,
         else:
             unplaced.append((domain, cpu_group))
     if unplaced:
-        raise explain_unplaced(unplaced, placer, destinations, placement)
+        raise explain_unplaced(unplaced, placer, destinations, placement if detail == 'full' else None)
 
     migrations = []
     without_presplit = []
@@ -117,27 +124,28 @@ def _plan(hosts, domains, drain, limits, max_downtime_ms, non_migratable_policy,
         migrations.append(migration)
 
     schedule(migrations, hosts_by_name, limits, max_downtime_ms, allow_post_copy)
-    waves = group_waves(migrations)
     bandwidth_bound, lower_bound, total_mib = lower_bounds(migrations, hosts_by_name, limits)
     makespan = max([m.end_s for m in migrations] or [0.0])
-    return {
-        'placement': placement,
-        'waves': [wave.as_plan_entry() for wave in waves],
+    plan = {
         'shutdown': shutdown,
         'skipped_hosts': skipped_hosts,
-        'destinations': _destination_summary(destinations, placement),
-        'without_presplit': without_presplit,
         'summary': {
             'migrations': len(migrations),
-            'waves': len(waves),
+            # A wave is the migrations that start at one instant.
+            'waves': len(set(m.start_s for m in migrations)),
             'makespan_s': round_figure(makespan),
             'bandwidth_lower_bound_s': round_figure(bandwidth_bound),
             'lower_bound_s': round_figure(lower_bound),
             'makespan_over_bandwidth_bound': round_figure(makespan / bandwidth_bound) if bandwidth_bound else None,
             'transferred_mib': round_figure(total_mib),
             'modes': dict((mode, sum(1 for m in migrations if m.mode == mode)) for mode in ('pre_copy', 'auto_converge', 'post_copy')),
+            'without_presplit': len(without_presplit),
         },
     }
+    if detail == 'full':
+        plan.update(placement=placement, waves=[wave.as_plan_entry() for wave in group_waves(migrations)],
+                    destinations=_destination_summary(destinations, placement), without_presplit=without_presplit)
+    return plan
 
 
 def _non_migratable(all_domains, drain, policy):

@@ -39,7 +39,8 @@ CAPACITY_OF_RESOURCE = {MEMORY: 'memory_mib', 'hugetlb-2M': 'hugepages_2m', 'hug
 
 def explain_unplaced(unplaced, placer, destinations, placement):
     """The PlanningError for ``unplaced``, (Domain, CPU group) pairs in placement order, after
-    ``placer`` (the Placer) placed the others as ``placement`` says on ``destinations``."""
+    ``placer`` (the Placer) placed the others on ``destinations``; its details give where
+    (``placed``) if ``placement`` is given, not None."""
     by_cpu_group = _by_cpu_group(unplaced, destinations)
     names = sorted(destinations)
     explained = [_explain(domain, cpu_group, placer, [destinations[name] for name in names])
@@ -53,8 +54,10 @@ def explain_unplaced(unplaced, placer, destinations, placement):
     if len(by_cpu_group) > len(groups):
         groups.append('%d more CPU group(s) in the details' % (len(by_cpu_group) - len(groups)))
     message = '%d domain(s) fit nowhere. %s. By CPU group: %s' % (len(unplaced), ' | '.join(lines), ' | '.join(groups))
-    return PlanningError(message, {'unplaced_count': len(unplaced), 'unplaced': explained,
-                                   'unplaced_by_cpu_group': by_cpu_group, 'placed': dict(placement)})
+    details = {'unplaced_count': len(unplaced), 'unplaced': explained, 'unplaced_by_cpu_group': by_cpu_group}
+    if placement is not None:
+        details['placed'] = dict(placement)
+    return PlanningError(message, details)
 
 
 def _explain(domain, cpu_group, placer, candidates):

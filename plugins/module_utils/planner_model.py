@@ -9,6 +9,8 @@ its inputs may take.
 BACKINGS = ('none', 'thp', 'hugetlb-2M', 'hugetlb-1G')
 KERNEL_MODES = ('patched', 'eager-split-only', 'none')
 NON_MIGRATABLE_POLICIES = ('skip_host', 'shutdown_and_restart', 'fail')
+# How much of a plan to build: what a person reads, or also every migration.
+DETAILS = ('summary', 'full')
 HUGEPAGE_MIB = {'hugetlb-2M': 2, 'hugetlb-1G': 1024}
 # Decimals of the computed figures (seconds, MiB, MiB/s, ms) in a plan.
 FIGURE_DIGITS = 3

@@ -375,7 +375,7 @@ destinations:
 without_presplit:
   description:
     - Huge-page-backed domains leaving a host whose kernel cannot pre-split; expect vCPU stalls in their first pass.
-    - Without O(detail=full), a warning gives their number and the first few.
+    - Without O(detail=full), a warning and C(summary.without_presplit) give their number.
   returned: success, with O(detail=full)
   type: list
   elements: dict
@@ -386,11 +386,13 @@ summary:
       link (host or cluster) needs for the bytes planned over it; C(lower_bound_s) also counts, with each migration's
       duration on an idle path, the longest migration, the cluster slots, and per host the migrations that its
       slots force to run one after another.
+    - C(without_presplit) is the number of huge-page-backed domains that leave a host whose kernel cannot pre-split
+      (listed in RV(without_presplit) with O(detail=full)).
   returned: success
   type: dict
   sample: {"migrations": 2, "waves": 2, "makespan_s": 18.704, "bandwidth_lower_bound_s": 18.704, "lower_bound_s": 18.704,
            "makespan_over_bandwidth_bound": 1.0, "transferred_mib": 22295.443,
-           "modes": {"pre_copy": 2, "auto_converge": 0, "post_copy": 0}}
+           "modes": {"pre_copy": 2, "auto_converge": 0, "post_copy": 0}, "without_presplit": 0}
 unplaced_count:
   description: On failure because domains fit nowhere, how many fit nowhere.
   returned: failure
@@ -447,7 +449,7 @@ from ansible_collections.presplit.kvm.plugins.module_utils.evacuation_planner im
 from ansible_collections.presplit.kvm.plugins.module_utils.gc_pause import cycle_collection_paused
 from ansible_collections.presplit.kvm.plugins.module_utils.option_checks import option_problem
 from ansible_collections.presplit.kvm.plugins.module_utils.planner_model import (
-    BACKINGS, DEFAULT_LIMITS, KERNEL_MODES, NON_MIGRATABLE_POLICIES, PlanningError)
+    BACKINGS, DEFAULT_LIMITS, DETAILS, KERNEL_MODES, NON_MIGRATABLE_POLICIES, PlanningError)
 
 # The documented range of every number, by where it is given.
 HOST_RANGES = {
@@ -514,13 +516,9 @@ ARGUMENT_SPEC = dict(
     max_downtime_ms=dict(type='int', default=300),
     allow_post_copy=dict(type='bool', default=True),
     non_migratable_policy=dict(type='str', choices=list(NON_MIGRATABLE_POLICIES), default='fail'),
-    detail=dict(type='str', choices=['summary', 'full'], default='summary'),
+    detail=dict(type='str', choices=list(DETAILS), default='summary'),
 )
 ENTRY_SPECS = (('hosts', HOST_SPEC), ('domains', DOMAIN_SPEC))
-
-# What detail=summary returns of a plan, and what it leaves out of a failure's details.
-SUMMARY_KEYS = ('summary', 'shutdown', 'skipped_hosts')
-FULL_ONLY_DETAILS = ('placed',)
 
 
 def input_problem(params):
@@ -565,19 +563,16 @@ def plan_as_asked():
         plan = plan_evacuation(params['hosts'], params['domains'], params['drain'], limits=params['limits'],
                                max_downtime_ms=params['max_downtime_ms'],
                                non_migratable_policy=params['non_migratable_policy'],
-                               allow_post_copy=params['allow_post_copy'])
+                               allow_post_copy=params['allow_post_copy'], detail=params['detail'])
     except PlanningError as error:
-        details = error.details
-        if params['detail'] == 'summary':
-            details = dict((key, value) for key, value in details.items() if key not in FULL_ONLY_DETAILS)
-        module.fail_json(msg=error.message, invocation=invocation, **details)
-    if plan['without_presplit']:
-        names = [entry['domain'] for entry in plan['without_presplit']]
-        module.warn('%d huge-page-backed domain(s) leave hosts whose kernel cannot pre-split (%s%s): expect vCPU stalls '
-                    'during their first migration pass' % (len(names), ', '.join(names[:DOMAINS_IN_WARNING]),
-                                                           ', ...' if len(names) > DOMAINS_IN_WARNING else ''))
-    if params['detail'] == 'summary':
-        plan = dict((key, plan[key]) for key in SUMMARY_KEYS)
+        module.fail_json(msg=error.message, invocation=invocation, **error.details)
+    count = plan['summary']['without_presplit']
+    if count:
+        # With detail=full, which lists them all, the first few are named.
+        names = [entry['domain'] for entry in plan.get('without_presplit', [])[:DOMAINS_IN_WARNING]]
+        named = ' (%s%s)' % (', '.join(names), ', ...' if count > len(names) else '') if names else ''
+        module.warn('%d huge-page-backed domain(s) leave hosts whose kernel cannot pre-split%s: expect vCPU stalls '
+                    'during their first migration pass' % (count, named))
     module.exit_json(changed=False, invocation=invocation, **plan)
 
 

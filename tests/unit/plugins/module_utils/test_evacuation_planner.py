@@ -311,6 +311,11 @@ def test_bad_input(hosts, domains, drain, match):
         plan_evacuation(hosts, domains, drain)
 
 
+def test_detail_is_summary_or_full():
+    with pytest.raises(PlanningError, match='detail must be one of summary, full'):
+        plan_evacuation([host('h1')], [], [], detail='some')
+
+
 # ------------------------------------------------------------------ property tests
 
 GROUPS = ('g1', 'g1', 'g1', 'g2')
@@ -557,6 +562,24 @@ def test_same_input_same_plan_whatever_the_order(fleet, rng):
         assert (first[1].message, first[1].details) == (second[1].message, second[1].details)
     else:
         assert first[0] == second[0]
+
+
+# PROPERTY's settings, fewer examples.
+@settings(PROPERTY, max_examples=50)
+@given(fleets())
+def test_summary_is_the_full_plan_without_its_detail(fleet):
+    hosts, domains, drain, limits, policy = fleet
+    try:
+        full = plan_evacuation(hosts, domains, drain, limits=limits, non_migratable_policy=policy)
+    except PlanningError as error:
+        with pytest.raises(PlanningError) as caught:
+            plan_evacuation(hosts, domains, drain, limits=limits, non_migratable_policy=policy, detail='summary')
+        assert caught.value.message == error.message
+        assert caught.value.details == dict((key, value) for key, value in error.details.items() if key != 'placed')
+        return
+    summary = plan_evacuation(hosts, domains, drain, limits=limits, non_migratable_policy=policy, detail='summary')
+    assert summary == dict((key, full[key]) for key in ('summary', 'shutdown', 'skipped_hosts'))
+    assert (full['summary']['waves'], full['summary']['without_presplit']) == (len(full['waves']), len(full['without_presplit']))
 
 
 def test_large_random_fleet_plans_within_limits():
