@@ -8,10 +8,7 @@ libvirt lookup, a URI, a file name or a message (a newline splits one error into
 lines, a NUL byte fails deep inside a system call). Each check gives a one-line message
 that names the option, or None."""
 
-
-def has_control_characters(text):
-    """True when text holds a C0 or C1 control character (a newline, a NUL byte, DEL, ...)."""
-    return any(ord(char) < 0x20 or 0x7f <= ord(char) < 0xa0 for char in text)
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.domain import has_control_characters
 
 
 def number_problem(name, value, lowest, highest):

@@ -25,14 +25,25 @@ UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA
 MAX_IDENT_LEN = 1024
 
 
+def has_control_characters(text):
+    """True when text holds a C0 or C1 control character (a newline, a NUL byte, DEL, ...)."""
+    return any(ord(char) < 0x20 or 0x7f <= ord(char) < 0xa0 for char in text)
+
+
+def shown(ident):
+    """ident as one line of output: as it is, or quoted with escapes if it holds control
+    characters (a newline in a name must not split an error into two lines)."""
+    return repr(ident) if has_control_characters(ident) else ident
+
+
 def validate_ident(ident):
     """Refuse identifiers that cannot be a libvirt domain or would escape run_dir."""
     if not isinstance(ident, str) or not ident:
         raise InvalidArgument("domain must be a non-empty string, got %r" % (ident,))
     if len(ident) > MAX_IDENT_LEN:
         raise InvalidArgument("domain identifier longer than %d characters" % MAX_IDENT_LEN)
-    if "\0" in ident or "/" in ident or ident in (".", ".."):
-        raise InvalidArgument("domain %r: libvirt names cannot contain '/' or NUL" % ident)
+    if "/" in ident or ident in (".", "..") or has_control_characters(ident):
+        raise InvalidArgument("domain %r: libvirt names cannot contain '/' or control characters" % ident)
     return ident
 
 

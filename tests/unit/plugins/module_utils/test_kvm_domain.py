@@ -64,7 +64,8 @@ def test_running_domain_without_pid_file_is_not_running(test_uri, tmp_path):
         inventory.close()
 
 
-@pytest.mark.parametrize("ident", ["", "../../etc/passwd", "a/b", ".", "..", "x\0y", "z" * 2000, None, 42])
+@pytest.mark.parametrize("ident", ["", "../../etc/passwd", "a/b", ".", "..", "x\0y", "a\nb", "\x1b[31m", "c\x85", "z" * 2000,
+                                   None, 42])
 def test_identifiers_that_cannot_be_domains_are_refused(ident, tmp_path):
     inventory = kvm_domain.DomainInventory(run_dir=str(tmp_path), use_libvirt=False)
     with pytest.raises(kvm_errors.InvalidArgument):
