@@ -14,6 +14,7 @@ again for the same run yields the same bytes.
 
 import datetime
 import html
+import math
 
 RECORD_VERSION = 1
 STATUSES = ("migrated", "already_migrated", "failed")
@@ -36,11 +37,20 @@ class ReportError(Exception):
     """The results or the plan cannot be turned into a report."""
 
 
-def _number(value):
-    """A float, or None for a missing or empty value."""
+def _figure(result, key, owner=None):
+    """result[key] as a number, or None when it is missing or empty; raises ReportError,
+    naming the domain and the field, for anything but a finite number."""
+    value = result.get(key)
     if value is None or value == "":
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = None
+    if isinstance(value, bool) or number is None or not math.isfinite(number):
+        raise ReportError("%s: %s must be a number, not %r" % (owner or "result for %s" % result.get("domain"), key, value))
+    # A whole number stays one (a count, milliseconds as libvirt gave them).
+    return value if isinstance(value, int) else number
 
 
 def _interval(start, end):
@@ -56,14 +66,14 @@ def _phases(result):
     time (total_time_ms) says how much of that was the migration job itself, the rest
     being start-up (module start, connecting to the destination).
     """
-    presplit = _interval(_number(result.get("presplit_started")), _number(result.get("presplit_ended")))
-    started = _number(result.get("migration_started"))
-    ended = _number(result.get("migration_ended"))
+    presplit = _interval(_figure(result, "presplit_started"), _figure(result, "presplit_ended"))
+    started = _figure(result, "migration_started")
+    ended = _figure(result, "migration_ended")
     if _interval(started, ended) is None:
         return {"presplit": presplit, "setup": None, "precopy": None, "downtime": None}
-    job_s = _number(result.get("total_time_ms"))
+    job_s = _figure(result, "total_time_ms")
     job_started = started if job_s is None else min(ended, max(started, ended - job_s / 1000.0))
-    downtime_s = (_number(result.get("downtime_ms")) or 0.0) / 1000.0
+    downtime_s = (_figure(result, "downtime_ms") or 0.0) / 1000.0
     # The guest is paused at the very end of the job (the last copy pass).
     pause = max(job_started, ended - downtime_s)
     return {"presplit": presplit,
@@ -133,7 +143,7 @@ def _migration_entry(result):
     phases = _phases(result)
     # The migration job's own duration, which is what the planner predicts; without it,
     # the wall time from launch to end.
-    measured = _number(result.get("total_time_ms"))
+    measured = _figure(result, "total_time_ms")
     if measured is not None:
         measured = round(measured / 1000.0, 3)
     elif phases["precopy"] is not None:
@@ -145,10 +155,10 @@ def _migration_entry(result):
         "destination": str(result.get("destination") or ""),
         "status": result["status"],
         "msg": str(result.get("msg") or ""),
-        "total_time_ms": result.get("total_time_ms"),
-        "downtime_ms": result.get("downtime_ms"),
-        "iterations": result.get("iterations"),
-        "data_transferred": result.get("data_transferred"),
+        "total_time_ms": _figure(result, "total_time_ms"),
+        "downtime_ms": _figure(result, "downtime_ms"),
+        "iterations": _figure(result, "iterations"),
+        "data_transferred": _figure(result, "data_transferred"),
         "measured_s": measured,
         "phases": phases,
         "huge_mappings": _huge_mappings(result),
@@ -161,7 +171,7 @@ def _plan_comparison(migrations, planned):
         predicted = planned.get(entry["domain"])
         if predicted is None:
             continue
-        predicted_s = _number(predicted.get("duration_s"))
+        predicted_s = _figure(predicted, "duration_s", "planned migration of %s" % entry["domain"])
         measured_s = entry["measured_s"] if entry["status"] == "migrated" else None
         ratio = None
         if predicted_s and measured_s is not None:
@@ -204,14 +214,14 @@ def build_record(results, plan=None, title="Live migration run"):
     hosts = sorted({h for entry in migrations for h in (entry["source"], entry["destination"]) if h})
     failures = [{key: entry[key] for key in ("domain", "source", "destination", "msg")}
                 for entry in migrations if entry["status"] == "failed"]
-    downtimes = [entry["downtime_ms"] for entry in migrations if _number(entry["downtime_ms"]) is not None]
+    downtimes = [entry["downtime_ms"] for entry in migrations if entry["downtime_ms"] is not None]
     summary = {
         "domains": len(migrations),
         "migrated": sum(1 for entry in migrations if entry["status"] == "migrated"),
         "already_migrated": sum(1 for entry in migrations if entry["status"] == "already_migrated"),
         "failed": len(failures),
         "wall_time_s": round(ended - started, 3) if started is not None else None,
-        "max_downtime_ms": max(downtimes, key=float) if downtimes else None,
+        "max_downtime_ms": max(downtimes) if downtimes else None,
         "data_transferred": sum(int(entry["data_transferred"] or 0) for entry in migrations),
     }
     record = {
@@ -227,7 +237,7 @@ def build_record(results, plan=None, title="Live migration run"):
     }
     if plan:
         record["plan_vs_actual"] = _plan_comparison(migrations, _planned_migrations(plan))
-        summary["planned_makespan_s"] = _number(plan.get("summary", {}).get("makespan_s"))
+        summary["planned_makespan_s"] = _figure(plan.get("summary", {}), "makespan_s", "plan summary")
     return record
 
 

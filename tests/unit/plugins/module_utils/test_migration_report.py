@@ -96,6 +96,16 @@ def test_record_is_the_same_for_the_same_input():
     ("vm1", "must be a list"),
     ([{"status": "migrated"}], "needs a 'domain'"),
     ([{"domain": "vm1", "status": "gone"}], "unknown status 'gone'"),
+    # Figures that are not finite numbers, named with their domain (not a traceback, not NaN in the record).
+    ([{"domain": "vm1", "status": "migrated", "migration_started": "soon"}],
+     r"result for vm1: migration_started must be a number, not 'soon'"),
+    ([{"domain": "vm1", "status": "migrated", "total_time_ms": float("nan")}],
+     r"result for vm1: total_time_ms must be a number, not nan"),
+    ([{"domain": "vm1", "status": "migrated", "downtime_ms": float("inf")}],
+     r"result for vm1: downtime_ms must be a number, not inf"),
+    ([{"domain": "vm1", "status": "failed", "iterations": [3]}], r"result for vm1: iterations must be a number, not \[3\]"),
+    ([{"domain": "vm1", "status": "migrated", "data_transferred": True}],
+     r"result for vm1: data_transferred must be a number, not True"),
 ])
 def test_bad_results_are_refused_with_the_reason(results, message):
     with pytest.raises(ReportError, match=message):
