@@ -37,9 +37,22 @@ class ReportError(Exception):
     """The results or the plan cannot be turned into a report."""
 
 
+# What a figure of a result can be: epoch seconds between 1970 and 2100, durations up to 30
+# days, counts and bytes as large as a migration makes them. A figure outside is not a
+# measurement (and a timeline over millennia would take its time to draw).
+EPOCH_RANGE = (0, 4102444800)
+FIGURE_RANGES = {
+    "presplit_started": EPOCH_RANGE, "presplit_ended": EPOCH_RANGE,
+    "migration_started": EPOCH_RANGE, "migration_ended": EPOCH_RANGE,
+    "total_time_ms": (0, 30 * 86400 * 1000), "downtime_ms": (0, 30 * 86400 * 1000),
+    "iterations": (0, 1 << 32), "data_transferred": (0, 1 << 62),
+    "duration_s": (0, 30 * 86400), "makespan_s": (0, 365 * 86400),
+}
+
+
 def _figure(result, key, owner=None):
     """result[key] as a number, or None when it is missing or empty; raises ReportError,
-    naming the domain and the field, for anything but a finite number."""
+    naming the domain and the field, for anything but a finite number in FIGURE_RANGES."""
     value = result.get(key)
     if value is None or value == "":
         return None
@@ -47,8 +60,10 @@ def _figure(result, key, owner=None):
         number = float(value)
     except (TypeError, ValueError):
         number = None
-    if isinstance(value, bool) or number is None or not math.isfinite(number):
-        raise ReportError("%s: %s must be a number, not %r" % (owner or "result for %s" % result.get("domain"), key, value))
+    lowest, highest = FIGURE_RANGES[key]
+    if isinstance(value, bool) or number is None or not lowest <= number <= highest:
+        raise ReportError("%s: %s must be a number from %d to %d, not %r"
+                          % (owner or "result for %s" % result.get("domain"), key, lowest, highest, value))
     # A whole number stays one (a count, milliseconds as libvirt gave them).
     return value if isinstance(value, int) else number
 
@@ -268,10 +283,10 @@ def _mib(value):
 
 def _tick_step(span_s):
     """A round tick interval giving about 5 to 10 ticks over span_s seconds."""
-    for step in (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200):
+    for step in (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400):
         if span_s / step <= 10:
             return step
-    return 14400
+    return 14400 * math.ceil(span_s / 144000.0)
 
 
 def _pack_rows(bars):
