@@ -88,8 +88,7 @@ def test_bad_choice_is_rejected_by_the_argument_spec(capsys):
     ('hosts', 1, 'memory_free_mib', -1, 'hosts[1].memory_free_mib must be from 0 to 1099511627776, got -1'),
     ('hosts', 0, 'cpu_group', 'a\x00b', "hosts[0].cpu_group must not contain control characters, got 'a\\x00b'"),
 ])
-def test_numbers_out_of_range_and_control_characters_are_refused_by_position(capsys, section, index, field, value,
-                                                                            message):
+def test_out_of_range_and_control_characters_are_refused_by_position(capsys, section, index, field, value, message):
     """Nothing silently becomes something else (0 vCPUs as 1, NaN as a dirty rate the planner
     computes with): the entry is named by its position, since its name may be the problem."""
     args = json.loads(json.dumps(FLEET))
