@@ -9,8 +9,8 @@ import functools
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.presplit.kvm.plugins.module_utils.migration_schedule import (
-    ScheduleError, evacuation_limits, guest_hosts, host_migrations, live_migrate_args, migration_results, pack_waves,
-    place_domains)
+    ScheduleError, evacuation_limits, guest_hosts, host_migrations, host_problems, live_migrate_args, migration_results,
+    pack_waves, place_domains)
 
 
 def _reported(function):
@@ -26,9 +26,9 @@ def _reported(function):
 
 class FilterModule(object):
     """presplit.kvm.host_migrations, place_domains, live_migrate_args, evacuation_limits, pack_waves,
-    migration_results, guest_hosts."""
+    migration_results, guest_hosts, host_problems."""
 
     def filters(self):
         return dict((function.__name__, _reported(function))
                     for function in (host_migrations, place_domains, live_migrate_args, evacuation_limits, pack_waves,
-                                     migration_results, guest_hosts))
+                                     migration_results, guest_hosts, host_problems))

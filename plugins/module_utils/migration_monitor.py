@@ -10,6 +10,7 @@ completion-timeout action.  The thread join doubles as the poll sleep, so the
 monitor notices the end of a migration at once instead of up to one poll later.
 """
 
+import math
 import threading
 import time
 
@@ -155,10 +156,24 @@ class MigrationMonitor:
         return True
 
 
+def job_figure(stats, key):
+    """stats[key] when libvirt gave a finite number for it, else None (absent or malformed:
+    a figure that is not a number is left out rather than computed with)."""
+    value = stats.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return value
+
+
+def malformed_figures(stats, keys):
+    """The keys of ``keys`` that stats has, but not as finite numbers."""
+    return [key for key in keys if key in stats and job_figure(stats, key) is None]
+
+
 def _sample(stats, elapsed):
     sample = {"at_s": round(elapsed, 3)}
     for key in SAMPLE_KEYS:
-        if key in stats:
+        if job_figure(stats, key) is not None:
             sample[key] = stats[key]
     return sample
 
@@ -206,4 +221,4 @@ COMPLETED_STATS_KEYS = (
 
 def completed_summary(stats):
     """Named, unit-suffixed figures from a VIR_DOMAIN_JOB_STATS_COMPLETED dict."""
-    return dict((name, stats[key]) for name, key in COMPLETED_STATS_KEYS if key in stats)
+    return dict((name, stats[key]) for name, key in COMPLETED_STATS_KEYS if job_figure(stats, key) is not None)

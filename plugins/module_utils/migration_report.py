@@ -14,6 +14,7 @@ again for the same run yields the same bytes.
 
 import datetime
 import html
+import math
 
 RECORD_VERSION = 1
 STATUSES = ("migrated", "already_migrated", "failed")
@@ -36,11 +37,35 @@ class ReportError(Exception):
     """The results or the plan cannot be turned into a report."""
 
 
-def _number(value):
-    """A float, or None for a missing or empty value."""
+# What a figure of a result can be: epoch seconds between 1970 and 2100, durations up to 30
+# days, counts and bytes as large as a migration makes them. A figure outside is not a
+# measurement (and a timeline over millennia would take its time to draw).
+EPOCH_RANGE = (0, 4102444800)
+FIGURE_RANGES = {
+    "presplit_started": EPOCH_RANGE, "presplit_ended": EPOCH_RANGE,
+    "migration_started": EPOCH_RANGE, "migration_ended": EPOCH_RANGE,
+    "total_time_ms": (0, 30 * 86400 * 1000), "downtime_ms": (0, 30 * 86400 * 1000),
+    "iterations": (0, 1 << 32), "data_transferred": (0, 1 << 62),
+    "duration_s": (0, 30 * 86400), "makespan_s": (0, 365 * 86400),
+}
+
+
+def _figure(result, key, owner=None):
+    """result[key] as a number, or None when it is missing or empty; raises ReportError,
+    naming the domain and the field, for anything but a finite number in FIGURE_RANGES."""
+    value = result.get(key)
     if value is None or value == "":
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = None
+    lowest, highest = FIGURE_RANGES[key]
+    if isinstance(value, bool) or number is None or not lowest <= number <= highest:
+        raise ReportError("%s: %s must be a number from %d to %d, not %r"
+                          % (owner or "result for %s" % result.get("domain"), key, lowest, highest, value))
+    # A whole number stays one (a count, milliseconds as libvirt gave them).
+    return value if isinstance(value, int) else number
 
 
 def _interval(start, end):
@@ -56,14 +81,14 @@ def _phases(result):
     time (total_time_ms) says how much of that was the migration job itself, the rest
     being start-up (module start, connecting to the destination).
     """
-    presplit = _interval(_number(result.get("presplit_started")), _number(result.get("presplit_ended")))
-    started = _number(result.get("migration_started"))
-    ended = _number(result.get("migration_ended"))
+    presplit = _interval(_figure(result, "presplit_started"), _figure(result, "presplit_ended"))
+    started = _figure(result, "migration_started")
+    ended = _figure(result, "migration_ended")
     if _interval(started, ended) is None:
         return {"presplit": presplit, "setup": None, "precopy": None, "downtime": None}
-    job_s = _number(result.get("total_time_ms"))
+    job_s = _figure(result, "total_time_ms")
     job_started = started if job_s is None else min(ended, max(started, ended - job_s / 1000.0))
-    downtime_s = (_number(result.get("downtime_ms")) or 0.0) / 1000.0
+    downtime_s = (_figure(result, "downtime_ms") or 0.0) / 1000.0
     # The guest is paused at the very end of the job (the last copy pass).
     pause = max(job_started, ended - downtime_s)
     return {"presplit": presplit,
@@ -133,7 +158,7 @@ def _migration_entry(result):
     phases = _phases(result)
     # The migration job's own duration, which is what the planner predicts; without it,
     # the wall time from launch to end.
-    measured = _number(result.get("total_time_ms"))
+    measured = _figure(result, "total_time_ms")
     if measured is not None:
         measured = round(measured / 1000.0, 3)
     elif phases["precopy"] is not None:
@@ -145,10 +170,10 @@ def _migration_entry(result):
         "destination": str(result.get("destination") or ""),
         "status": result["status"],
         "msg": str(result.get("msg") or ""),
-        "total_time_ms": result.get("total_time_ms"),
-        "downtime_ms": result.get("downtime_ms"),
-        "iterations": result.get("iterations"),
-        "data_transferred": result.get("data_transferred"),
+        "total_time_ms": _figure(result, "total_time_ms"),
+        "downtime_ms": _figure(result, "downtime_ms"),
+        "iterations": _figure(result, "iterations"),
+        "data_transferred": _figure(result, "data_transferred"),
         "measured_s": measured,
         "phases": phases,
         "huge_mappings": _huge_mappings(result),
@@ -161,7 +186,7 @@ def _plan_comparison(migrations, planned):
         predicted = planned.get(entry["domain"])
         if predicted is None:
             continue
-        predicted_s = _number(predicted.get("duration_s"))
+        predicted_s = _figure(predicted, "duration_s", "planned migration of %s" % entry["domain"])
         measured_s = entry["measured_s"] if entry["status"] == "migrated" else None
         ratio = None
         if predicted_s and measured_s is not None:
@@ -204,14 +229,14 @@ def build_record(results, plan=None, title="Live migration run"):
     hosts = sorted({h for entry in migrations for h in (entry["source"], entry["destination"]) if h})
     failures = [{key: entry[key] for key in ("domain", "source", "destination", "msg")}
                 for entry in migrations if entry["status"] == "failed"]
-    downtimes = [entry["downtime_ms"] for entry in migrations if _number(entry["downtime_ms"]) is not None]
+    downtimes = [entry["downtime_ms"] for entry in migrations if entry["downtime_ms"] is not None]
     summary = {
         "domains": len(migrations),
         "migrated": sum(1 for entry in migrations if entry["status"] == "migrated"),
         "already_migrated": sum(1 for entry in migrations if entry["status"] == "already_migrated"),
         "failed": len(failures),
         "wall_time_s": round(ended - started, 3) if started is not None else None,
-        "max_downtime_ms": max(downtimes, key=float) if downtimes else None,
+        "max_downtime_ms": max(downtimes) if downtimes else None,
         "data_transferred": sum(int(entry["data_transferred"] or 0) for entry in migrations),
     }
     record = {
@@ -227,7 +252,7 @@ def build_record(results, plan=None, title="Live migration run"):
     }
     if plan:
         record["plan_vs_actual"] = _plan_comparison(migrations, _planned_migrations(plan))
-        summary["planned_makespan_s"] = _number(plan.get("summary", {}).get("makespan_s"))
+        summary["planned_makespan_s"] = _figure(plan.get("summary", {}), "makespan_s", "plan summary")
     return record
 
 
@@ -258,10 +283,10 @@ def _mib(value):
 
 def _tick_step(span_s):
     """A round tick interval giving about 5 to 10 ticks over span_s seconds."""
-    for step in (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200):
+    for step in (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400):
         if span_s / step <= 10:
             return step
-    return 14400
+    return 14400 * math.ceil(span_s / 144000.0)
 
 
 def _pack_rows(bars):

@@ -19,6 +19,8 @@ reached through the collection's filters (plugins/filter/migration_schedule.py),
   migration_results  one result per domain from the pre-checks, the async migrations'
                      outcomes, the post-checks and the waves' clocks
   guest_hosts        after a failure, which of the hosts that answered run each guest
+  host_problems      what keeps a host's maintenance from starting: its libvirt, or a
+                     destination that cannot be read or whose libvirt does not answer
 """
 
 from collections.abc import Mapping
@@ -220,3 +222,19 @@ def guest_hosts(listings, names):
     running = [(result['item'], set(result.get('stdout_lines', []))) for result in listings
                if result.get('rc') == 0]
     return dict((name, [host for host, guests in running if name in guests]) for name in sorted(set(names)))
+
+
+def host_problems(this_host, host_name, peers):
+    """What keeps ``host_name``'s maintenance from starting, one sentence each: its own
+    host_info result ``this_host`` says libvirt does not answer, or one of ``peers`` (the
+    results of a host_info loop delegated to each destination, ``item`` the host) could not
+    be read or says its libvirt does not answer. [] when nothing does."""
+    problems = []
+    if (this_host.get('host') or {}).get('libvirt_error') is not None:
+        problems.append('libvirt on %s does not answer: %s' % (host_name, this_host['host']['libvirt_error']))
+    for result in peers:
+        if result.get('unreachable') or result.get('failed'):
+            problems.append('destination %s cannot be read: %s' % (result.get('item'), str(result.get('msg', '')).strip()))
+        elif (result.get('host') or {}).get('libvirt_error') is not None:
+            problems.append('destination %s: libvirt does not answer: %s' % (result['item'], result['host']['libvirt_error']))
+    return problems

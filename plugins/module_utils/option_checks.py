@@ -8,16 +8,7 @@ libvirt lookup, a URI, a file name or a message (a newline splits one error into
 lines, a NUL byte fails deep inside a system call). Each check gives a one-line message
 that names the option, or None."""
 
-import re
-
-
-# C0 and C1 control characters, DEL included (a newline, a NUL byte, an escape, ...).
-CONTROL_CHARACTER = re.compile(r'[\x00-\x1f\x7f-\x9f]')
-
-
-def has_control_characters(text):
-    """True when text holds a C0 or C1 control character (a newline, a NUL byte, DEL, ...)."""
-    return CONTROL_CHARACTER.search(text) is not None
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.domain import has_control_characters
 
 
 def number_problem(name, value, lowest, highest):

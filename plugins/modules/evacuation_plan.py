@@ -122,7 +122,7 @@ options:
         choices: [none, thp, hugetlb-2M, hugetlb-1G]
         default: none
       hugepages:
-        description: Huge pages the domain needs for hugetlbfs backings, 0 to 549755813888. Unset means memory divided by the page size.
+        description: Huge pages the domain needs for hugetlbfs backings, 1 to 549755813888. Unset means memory divided by the page size.
         type: int
       anti_affinity:
         description: Anti-affinity groups; two domains sharing a group never end on the same host.
@@ -462,7 +462,7 @@ HOST_RANGES = {
 DOMAIN_RANGES = {
     'memory_mib': (1, 1 << 30),
     'vcpus': (1, 4096),
-    'hugepages': (0, 1 << 39),
+    'hugepages': (1, 1 << 39),
     'dirty_rate_mib_per_s': (0, 1 << 20),
 }
 LIMIT_RANGES = {

@@ -60,7 +60,8 @@ migrations:
       description). For a migrating domain also C(elapsed_s), C(iteration) (memory pass, libvirt's count),
       C(memory_total_bytes), C(memory_processed_bytes) (sent so far, passes after the first included),
       C(memory_remaining_bytes), C(percent) (share of the guest's memory not left to send),
-      C(bandwidth_mib_per_s) and C(dirty_rate_pages_s) as libvirt reports them.
+      C(bandwidth_mib_per_s) and C(dirty_rate_pages_s) as libvirt reports them. A figure libvirt gives as something
+      other than a number is left out, and C(error) names it with its value; the other domains are reported as usual.
   returned: always
   type: list
   elements: dict
@@ -86,10 +87,15 @@ import time
 from ansible_collections.presplit.kvm.plugins.module_utils import libvirt_client
 from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_client import find_domain, open_connection
 from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_module import libvirt_errors, libvirt_module
-from ansible_collections.presplit.kvm.plugins.module_utils.migration_monitor import job_is_active
+from ansible_collections.presplit.kvm.plugins.module_utils.migration_monitor import (
+    job_figure, job_is_active, malformed_figures)
 from ansible_collections.presplit.kvm.plugins.module_utils.option_checks import option_problem
 
 MIB = 1024 * 1024
+# (entry name, libvirt job statistics key) of the figures a migrating domain's entry carries.
+FIGURES = (("iteration", "memory_iteration"), ("memory_total_bytes", "memory_total"),
+           ("memory_processed_bytes", "memory_processed"), ("memory_remaining_bytes", "memory_remaining"),
+           ("dirty_rate_pages_s", "memory_dirty_rate"))
 MAX_WAIT_S = 86400
 # Seconds between two reads while watching (wait_s).
 WATCH_INTERVAL_S = 1.0
@@ -119,19 +125,20 @@ def job_progress(stats, lv):
     """The progress entry of a running domain from its virDomainGetJobStats dict."""
     if not job_is_active(stats, lv):
         return {"state": "running"}
-    entry = {"state": "migrating", "elapsed_s": round(stats.get("time_elapsed", 0) / 1000.0, 1)}
-    for name, key in (("iteration", "memory_iteration"),
-                      ("memory_total_bytes", "memory_total"), ("memory_processed_bytes", "memory_processed"),
-                      ("memory_remaining_bytes", "memory_remaining"),
-                      ("dirty_rate_pages_s", "memory_dirty_rate")):
-        if key in stats:
+    entry = {"state": "migrating", "elapsed_s": round((job_figure(stats, "time_elapsed") or 0) / 1000.0, 1)}
+    for name, key in FIGURES:
+        if job_figure(stats, key) is not None:
             entry[name] = stats[key]
-    total = stats.get("memory_total")
-    remaining = stats.get("memory_remaining")
+    total = job_figure(stats, "memory_total")
+    remaining = job_figure(stats, "memory_remaining")
     if total and remaining is not None:
         entry["percent"] = round(100.0 * (total - remaining) / total, 1)
-    if "memory_bps" in stats:
+    if job_figure(stats, "memory_bps") is not None:
         entry["bandwidth_mib_per_s"] = round(stats["memory_bps"] / float(MIB), 1)
+    malformed = malformed_figures(stats, ["time_elapsed", "memory_bps"] + [key for _name, key in FIGURES])
+    if malformed:
+        entry["error"] = "job statistics not numbers, left out: %s" % ", ".join(
+            "%s=%r" % (key, stats[key]) for key in malformed)
     return entry
 
 

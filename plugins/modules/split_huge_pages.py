@@ -209,7 +209,9 @@ from ansible_collections.presplit.kvm.plugins.module_utils.option_checks import 
 from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.errors import (
     DomainNotFound, DomainNotRunning, NotKvmAccelerated, PresplitError, Unsupported)
 from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.ops import HOST_ARGUMENT_SPEC, host_from_params
-from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.split import MAX_RATE_GIB_S, MIN_RATE_GIB_S
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.split import (
+    MAX_CHUNK, MAX_RATE_GIB_S, MIN_RATE_GIB_S)
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.uapi import HUGE_2M
 
 
 def _status(result, state):
@@ -240,8 +242,9 @@ def main():
     params = module.params
     if not params["domains"]:
         module.fail_json(msg="domains must name at least one domain")
-    problem = option_problem(params, {"rate_gib_per_s": (MIN_RATE_GIB_S, MAX_RATE_GIB_S), "chunk_mib": (2, 65536)},
-                             ("domains",) + tuple(HOST_ARGUMENT_SPEC))
+    # The helper's own bounds, in the units of the options.
+    ranges = {"rate_gib_per_s": (MIN_RATE_GIB_S, MAX_RATE_GIB_S), "chunk_mib": (HUGE_2M >> 20, MAX_CHUNK >> 20)}
+    problem = option_problem(params, ranges, ("domains",) + tuple(HOST_ARGUMENT_SPEC))
     if problem:
         module.fail_json(msg=problem)
     host = host_from_params(params)

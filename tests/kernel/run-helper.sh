@@ -147,7 +147,7 @@ boot_helper_guest() {
 		-nographic -no-reboot -monitor none \
 		-serial "file:$logs/console.log" -serial "file:$logs/results.log" \
 		-kernel "$kernel" -initrd "$initrd" \
-		-append "console=ttyS0 panic=-1 reboot=t transparent_hugepage=always" 2>"$logs/qemu.err"
+		-append "console=ttyS0 panic=-1 reboot=t transparent_hugepage=always $GUEST_WATCHDOG_ARGS" 2>"$logs/qemu.err"
 }
 
 started=$(date +%s)

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from .domain import DEFAULT_RUN_DIR, DEFAULT_URI
+from .domain import DEFAULT_RUN_DIR, DEFAULT_URI, shown
 from .errors import EXIT_STATUS_DOC, PresplitError, exit_status_for_code
 from .hold_state import DEFAULT_STATE_DIR
 from .ops import PresplitHost
@@ -175,7 +175,7 @@ def run(args, out=sys.stdout, err=sys.stderr):
                       else render_status(facts) + "\n")
             for failed in results:
                 if not args.json:
-                    err.write("%s: %s\n" % (failed["domain"], failed["error"]["message"]))
+                    err.write("%s: %s\n" % (shown(failed["domain"]), failed["error"]["message"]))
             return _exit_status(errors)
         for ident in args.domains:
             try:
@@ -183,7 +183,7 @@ def run(args, out=sys.stdout, err=sys.stderr):
                     result = host.split(ident, level=args.level, hold=args.hold, rate_gib_s=args.rate,
                                         chunk=args.chunk_mib * (1 << 20),
                                         dry_run=args.dry_run,
-                                        progress=None if args.json else ProgressBar(err, ident))
+                                        progress=None if args.json else ProgressBar(err, shown(ident)))
                 else:
                     result = host.release(ident, force=args.force, dry_run=args.dry_run)
                 results.append(result)
@@ -193,7 +193,7 @@ def run(args, out=sys.stdout, err=sys.stderr):
                 errors.append(exc.code)
                 results.append({"domain": ident, "error": exc.as_dict()})
                 if not args.json:
-                    err.write("kvm-presplit: %s: %s\n" % (ident, exc))
+                    err.write("kvm-presplit: %s: %s\n" % (shown(ident), exc))
         if args.json:
             out.write(json.dumps({"results": results}, indent=2, sort_keys=True) + "\n")
         return _exit_status(errors)

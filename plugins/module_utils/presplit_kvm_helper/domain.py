@@ -15,7 +15,7 @@ import os
 import re
 import xml.etree.ElementTree as ET
 
-from .errors import DomainNotFound, DomainNotRunning, InvalidArgument, PresplitError, ProcessMismatch
+from .errors import DomainNotFound, DomainNotRunning, InvalidArgument, MalformedState, PresplitError, ProcessMismatch
 from .memory import scaled_bytes
 
 
@@ -25,14 +25,25 @@ UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA
 MAX_IDENT_LEN = 1024
 
 
+def has_control_characters(text):
+    """True when text holds a C0 or C1 control character (a newline, a NUL byte, DEL, ...)."""
+    return any(ord(char) < 0x20 or 0x7f <= ord(char) < 0xa0 for char in text)
+
+
+def shown(ident):
+    """ident as one line of output: as it is, or quoted with escapes if it holds control
+    characters (a newline in a name must not split an error into two lines)."""
+    return repr(ident) if has_control_characters(ident) else ident
+
+
 def validate_ident(ident):
     """Refuse identifiers that cannot be a libvirt domain or would escape run_dir."""
     if not isinstance(ident, str) or not ident:
         raise InvalidArgument("domain must be a non-empty string, got %r" % (ident,))
     if len(ident) > MAX_IDENT_LEN:
         raise InvalidArgument("domain identifier longer than %d characters" % MAX_IDENT_LEN)
-    if "\0" in ident or "/" in ident or ident in (".", ".."):
-        raise InvalidArgument("domain %r: libvirt names cannot contain '/' or NUL" % ident)
+    if "/" in ident or ident in (".", "..") or has_control_characters(ident):
+        raise InvalidArgument("domain %r: libvirt names cannot contain '/' or control characters" % ident)
     return ident
 
 
@@ -85,7 +96,7 @@ class DomainInfo:
         self.pid = pid
         self.inventory_source = inventory_source
         self.xml = xml                          # the <domain> element, for memory.memory_backing
-        self.pid_error = None                   # set by listings, which must not stop at one bad domain
+        self.listing_error = None               # set by listings, which must not stop at one bad domain
 
     @property
     def kvm_accelerated(self):
@@ -93,15 +104,24 @@ class DomainInfo:
 
 
 def parse_domain_xml(domain_xml):
-    """(name, uuid, virt_type, memory_bytes, hugepage_sizes) from a <domain> element/text."""
+    """(name, uuid, virt_type, memory_bytes, hugepage_sizes) from a <domain> element/text.
+    Raises MalformedState naming the domain and what is wrong with its description."""
     root = ET.fromstring(domain_xml) if isinstance(domain_xml, str) else domain_xml
-    memory = max(_memory_bytes(root.find(tag)) for tag in ("memory", "currentMemory", "maxMemory"))
-    pages = []
-    for page in root.findall("./memoryBacking/hugepages/page"):
-        pages.append(scaled_bytes(page.get("size"), page.get("unit")))
+    name = root.findtext("name")
+    if not name:
+        raise MalformedState("a domain description without a <name>")
+    uuid = root.findtext("uuid")
+    if not is_uuid(uuid):
+        raise MalformedState("domain %r: <uuid> %r is not a UUID" % (name, uuid))
+    try:
+        memory = max(_memory_bytes(root.find(tag)) for tag in ("memory", "currentMemory", "maxMemory"))
+        pages = [scaled_bytes(page.get("size"), page.get("unit"))
+                 for page in root.findall("./memoryBacking/hugepages/page")]
+    except ValueError as exc:
+        raise MalformedState("domain %r: its memory or page size: %s" % (name, exc))
     if root.find("./memoryBacking/hugepages") is not None and not pages:
         pages.append(0)     # default hugetlbfs size; the size itself is the host's default
-    return (root.findtext("name"), normalize_uuid(root.findtext("uuid")), root.get("type"), memory, pages)
+    return name, normalize_uuid(uuid), root.get("type"), memory, pages
 
 
 def _read_int_file(path):
@@ -133,7 +153,7 @@ def pid_from_run_dir(name, run_dir=DEFAULT_RUN_DIR):
 
 
 def _status_domains(run_dir):
-    """Running domains described by libvirt's status files: [(name, <domain> element)]."""
+    """Running domains described by libvirt's status files: [(file name, <domain> element)]."""
     try:
         entries = sorted(os.listdir(run_dir))
     except OSError:
@@ -148,7 +168,7 @@ def _status_domains(run_dir):
             continue
         domain = root.find("domain") if root.tag == "domstatus" else None
         if domain is not None:
-            found.append(domain)
+            found.append((entry, domain))
     return found
 
 
@@ -205,8 +225,21 @@ class DomainInventory:
         if self.conn is not None:
             import libvirt  # pylint: disable=import-outside-toplevel
             flags = libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE
-            return [self._info_from_libvirt(dom, strict=False) for dom in self.conn.listAllDomains(flags)]
-        return [self._info_from_element(domain, strict=False) for domain in _status_domains(self.run_dir)]
+            return [self._listed(lambda dom=dom: self._info_from_libvirt(dom, strict=False), dom.name())
+                    for dom in self.conn.listAllDomains(flags)]
+        return [self._listed(lambda domain=domain: self._info_from_element(domain, strict=False),
+                             domain.findtext("name") or entry)
+                for entry, domain in _status_domains(self.run_dir)]
+
+    def _listed(self, describe, name):
+        """describe()'s DomainInfo, or for a domain whose description is malformed, one that
+        says so (the listing goes on with the others)."""
+        try:
+            return describe()
+        except MalformedState as exc:
+            info = DomainInfo(name, None, True, None, 0, [], None, self.source, None)
+            info.listing_error = exc
+            return info
 
     def _lookup_libvirt(self, ident):
         import libvirt  # pylint: disable=import-outside-toplevel
@@ -226,7 +259,7 @@ class DomainInventory:
         except PresplitError as exc:
             if strict:
                 raise
-            info.pid_error = exc
+            info.listing_error = exc
         return info
 
     def _info_from_libvirt(self, dom, strict=True):
@@ -237,9 +270,9 @@ class DomainInventory:
 
     def _lookup_status(self, ident):
         wanted_uuid = normalize_uuid(ident) if is_uuid(ident) else None
-        for domain in _status_domains(self.run_dir):
-            if domain.findtext("name") == ident or (
-                    wanted_uuid and normalize_uuid(domain.findtext("uuid") or "0" * 32) == wanted_uuid):
+        for _entry, domain in _status_domains(self.run_dir):
+            uuid = domain.findtext("uuid")
+            if domain.findtext("name") == ident or (wanted_uuid and is_uuid(uuid) and normalize_uuid(uuid) == wanted_uuid):
                 return self._info_from_element(domain)
         raise DomainNotFound("no running domain %r in %s (%s, so defined-but-stopped domains "
                              "cannot be told apart from unknown ones)" % (ident, self.run_dir, self.libvirt_error))

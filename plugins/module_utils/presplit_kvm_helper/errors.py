@@ -53,6 +53,12 @@ class ProcessMismatch(PresplitError):
     exit_status = 7
 
 
+class MalformedState(PresplitError):
+    """libvirt's description of a domain (its XML, a status file) is not what libvirt writes."""
+    code = "malformed_state"
+    exit_status = 9
+
+
 class KvmIoctlFailed(PresplitError):
     code = "ioctl_failed"
     exit_status = 8
@@ -66,7 +72,7 @@ class KvmIoctlFailed(PresplitError):
 def exit_status_for_code(code):
     """CLI exit status of an error ``code`` (also for codes carried in result dicts)."""
     for cls in (InvalidArgument, Unsupported, DomainNotFound, DomainNotRunning, NotKvmAccelerated,
-                PermissionDenied, ProcessMismatch, KvmIoctlFailed):
+                PermissionDenied, ProcessMismatch, KvmIoctlFailed, MalformedState):
         if cls.code == code:
             return cls.exit_status
     return PresplitError.exit_status
@@ -82,5 +88,6 @@ EXIT_STATUS_DOC = """exit status:
   6  permission denied (needs root or CAP_SYS_PTRACE)
   7  QEMU process vanished, was reused, or does not match the domain
   8  a KVM ioctl failed part-way (see the reported range)
+  9  libvirt's description of the domain is malformed (domain XML, status file)
  10  several domains failed differently (see per-domain results)
 130  interrupted (SIGINT)"""

@@ -15,6 +15,7 @@ planner's facts (``placement_facts``) share, so both say the same of one guest:
   none                     anything else (file-backed RAM, THP off)
 """
 
+import re
 
 UNIT_BYTES = {"b": 1, "bytes": 1, "k": 1 << 10, "kib": 1 << 10, "kb": 1000, "m": 1 << 20, "mib": 1 << 20,
               "mb": 1000 ** 2, "g": 1 << 30, "gib": 1 << 30, "gb": 1000 ** 3, "t": 1 << 40, "tib": 1 << 40,
@@ -26,8 +27,16 @@ DEFAULT_HUGEPAGE_KIB = 2048
 
 
 def scaled_bytes(value, unit, default_unit="KiB"):
-    """Bytes of a libvirt scaled integer (``<memory unit='MiB'>384</memory>``, a page size)."""
-    return int(str(value).strip()) * UNIT_BYTES.get((unit or default_unit).lower(), 1 << 10)
+    """Bytes of a libvirt scaled integer (``<memory unit='MiB'>384</memory>``, a page size).
+    Raises ValueError, saying what is wrong, for anything but a whole number in a unit libvirt
+    knows: a file that is not what libvirt wrote must not pass as some size."""
+    unit_name = (unit or default_unit).lower()
+    if unit_name not in UNIT_BYTES:
+        raise ValueError("unknown unit %r" % (unit,))
+    text = str(value).strip()
+    if not re.fullmatch(r"[0-9]{1,20}", text):
+        raise ValueError("%r is not a whole number" % (value,))
+    return int(text) * UNIT_BYTES[unit_name]
 
 
 def scaled_kib(value, unit, default_unit="KiB"):

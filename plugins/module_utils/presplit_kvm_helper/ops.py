@@ -68,7 +68,9 @@ class PresplitHost:
         return thp_mode(self.sys_root), thp_shmem_mode(self.sys_root), default_hugepage_kib()
 
     def _describe(self, info, memory_modes):
-        backing, _page_kib, backing_reason = memory_backing(info.xml, *memory_modes)
+        # A domain whose description is malformed has no XML to classify.
+        backing, _page_kib, backing_reason = (memory_backing(info.xml, *memory_modes) if info.xml is not None
+                                              else (None, None, None))
         entry = {"name": info.name, "uuid": info.uuid, "running": info.active, "pid": info.pid,
                  "accelerator": "kvm" if info.kvm_accelerated else "tcg" if info.virt_type == "qemu"
                  else info.virt_type,
@@ -78,8 +80,8 @@ class PresplitHost:
         if not info.active:
             entry["status"] = "not running"
             return entry
-        if info.pid_error is not None:
-            entry.update(status="error", error=info.pid_error.as_dict())
+        if info.listing_error is not None:
+            entry.update(status="error", error=info.listing_error.as_dict())
             return entry
         if not info.kvm_accelerated:
             entry["status"] = "not KVM-accelerated"

@@ -2,7 +2,11 @@
 # Host-side assertions on the guest's results.
 
 # Kernel reports that fail the tier wherever they appear in the guest dmesg.
-DMESG_FAILURE_PATTERNS='WARNING: CPU|BUG:|cut here|Oops|general protection|Call Trace|lockdep|possible recursive locking|circular locking|suspicious RCU usage|rcu.*stall|INFO: task .* blocked|UBSAN|KASAN|kernel BUG'
+# The RCU stall reports by their own words ("detected stalls on CPUs/tasks",
+# "self-detected stall on CPU", "kthread starved"), not "rcu.*stall", which the
+# kernel command line (rcupdate.rcu_cpu_stall_timeout=) and the boot banner
+# ("RCU CPU stall warnings timeout set to ...") match.
+DMESG_FAILURE_PATTERNS='WARNING: CPU|BUG:|cut here|Oops|general protection|Call Trace|lockdep|possible recursive locking|circular locking|suspicious RCU usage|detected stalls on CPU|self-detected stall on CPU|kthread starved|INFO: task .* blocked|UBSAN|KASAN|kernel BUG'
 
 # check_results RESULTS_LOG CONSOLE_LOG EXPECTED_PROGRAM...
 # EXPECTED_PROGRAM is phase/program; each must have run and exited 0.

@@ -64,7 +64,8 @@ def test_running_domain_without_pid_file_is_not_running(test_uri, tmp_path):
         inventory.close()
 
 
-@pytest.mark.parametrize("ident", ["", "../../etc/passwd", "a/b", ".", "..", "x\0y", "z" * 2000, None, 42])
+@pytest.mark.parametrize("ident", ["", "../../etc/passwd", "a/b", ".", "..", "x\0y", "a\nb", "\x1b[31m", "c\x85", "z" * 2000,
+                                   None, 42])
 def test_identifiers_that_cannot_be_domains_are_refused(ident, tmp_path):
     inventory = kvm_domain.DomainInventory(run_dir=str(tmp_path), use_libvirt=False)
     with pytest.raises(kvm_errors.InvalidArgument):
@@ -127,3 +128,57 @@ def test_lookup_domain_by_uuid_first_then_by_name(tmp_path):
     ("g1", False), ("0ed4c3a4-4a1e-4bb0-9f0c", False), ("", False), (None, False), (12, False)])
 def test_is_uuid(text, expected):
     assert kvm_domain.is_uuid(text) is expected
+
+
+MALFORMED = {
+    "no-uuid": ("<memory unit='KiB'>1024</memory>", "domain 'no-uuid': <uuid> None is not a UUID"),
+    "bad-uuid": ("<uuid>not-a-uuid</uuid><memory unit='KiB'>1024</memory>",
+                 "domain 'bad-uuid': <uuid> 'not-a-uuid' is not a UUID"),
+    "bad-memory": ("<uuid>11111111-2222-3333-4444-000000000002</uuid><memory unit='KiB'>lots</memory>",
+                   "domain 'bad-memory': its memory or page size: 'lots' is not a whole number"),
+    "bad-page": ("<uuid>11111111-2222-3333-4444-000000000003</uuid><memory unit='KiB'>1024</memory>"
+                 "<memoryBacking><hugepages><page size='2' unit='MiBish'/></hugepages></memoryBacking>",
+                 "domain 'bad-page': its memory or page size: unknown unit 'MiBish'"),
+}
+
+
+def _write_status(run_dir, name, body, pid):
+    (run_dir / (name + ".pid")).write_text("%d\n" % pid)
+    (run_dir / (name + ".xml")).write_text(
+        "<domstatus state='running' pid='%d'><domain type='kvm'><name>%s</name>%s</domain></domstatus>"
+        % (pid, name, body))
+
+
+def test_malformed_status_files_are_reported_and_the_others_listed(tmp_path):
+    """libvirt's status files, as a host without libvirt reachable has them: one well formed,
+    the others each malformed in one way. The listing reports each malformed one with what is
+    wrong and still lists the good one; a lookup of a malformed one fails naming it."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    _write_status(run_dir, "good", "<uuid>11111111-2222-3333-4444-000000000001</uuid><memory unit='MiB'>64</memory>",
+                  os.getpid())
+    for name, (body, _message) in MALFORMED.items():
+        _write_status(run_dir, name, body, os.getpid())
+    inventory = kvm_domain.DomainInventory("qemu:///nonexistent", str(run_dir), use_libvirt=False)
+    listed = dict((info.name, info) for info in inventory.running())
+    assert sorted(listed) == sorted(["good"] + list(MALFORMED))
+    assert listed["good"].listing_error is None and listed["good"].memory_bytes == 64 << 20
+    for name, (_body, message) in MALFORMED.items():
+        assert isinstance(listed[name].listing_error, kvm_errors.MalformedState), name
+        assert str(listed[name].listing_error) == message
+        with pytest.raises(kvm_errors.MalformedState) as failure:
+            inventory.lookup(name)
+        assert str(failure.value) == message and failure.value.exit_status == 9
+
+
+@pytest.mark.parametrize("value, unit, message", [
+    ("12", "KiB", None), (" 7 ", "G", None), ("-1", "KiB", "'-1' is not a whole number"),
+    ("1e3", "KiB", "'1e3' is not a whole number"), ("", "KiB", "'' is not a whole number"),
+    ("12", "parsecs", "unknown unit 'parsecs'")])
+def test_scaled_bytes_takes_only_what_libvirt_writes(value, unit, message):
+    from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.memory import scaled_bytes
+    if message is None:
+        assert scaled_bytes(value, unit) == int(value) * {"KiB": 1024, "G": 1 << 30}[unit]
+    else:
+        with pytest.raises(ValueError, match=message):
+            scaled_bytes(value, unit)

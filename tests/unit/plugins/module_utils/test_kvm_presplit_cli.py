@@ -93,6 +93,15 @@ def test_argparse_rejects_non_numbers_with_exit_2(cli):
     assert result.returncode == 2 and "invalid float value" in result.stderr
 
 
+@pytest.mark.parametrize("command", ["split", "release", "status"])
+def test_a_name_with_a_newline_is_refused_on_one_line(cli, command):
+    result = cli(command, "web\nFAILED")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "%s'web\\nFAILED': domain 'web\\nFAILED': libvirt names cannot contain '/' or control characters"
+        % ("kvm-presplit: " if command != "status" else "")]
+
+
 def test_pid_that_vanished_is_exit_7(cli, qemu_domains):
     dom = qemu_domains.start("gone")
     dom["proc"].kill()

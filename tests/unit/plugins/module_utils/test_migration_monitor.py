@@ -220,3 +220,11 @@ def test_completed_summary_names_units():
         "total_time_ms": 2310, "downtime_ms": 120, "iterations": 3, "data_transferred_bytes": 140,
         "data_total_bytes": 135, "memory_bps": 99, "setup_time_ms": 8}
     assert mm.completed_summary({}) == {}
+
+
+def test_malformed_job_figures_are_left_out_of_samples_and_the_summary():
+    stats = {"time_elapsed": 1500, "data_remaining": "lots", "memory_iteration": float("inf"), "downtime": 12,
+             "data_processed": False}
+    assert mm._sample(stats, 1.5) == {"at_s": 1.5, "time_elapsed": 1500}  # pylint: disable=protected-access
+    assert mm.completed_summary(stats) == {"total_time_ms": 1500, "downtime_ms": 12}
+    assert mm.malformed_figures(stats, ["data_remaining", "downtime", "absent"]) == ["data_remaining"]

@@ -7,6 +7,7 @@ import re
 import xml.dom.minidom
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from ansible_collections.presplit.kvm.plugins.module_utils.migration_report import (
     ReportError, build_record, render_html, render_timeline)
@@ -96,6 +97,16 @@ def test_record_is_the_same_for_the_same_input():
     ("vm1", "must be a list"),
     ([{"status": "migrated"}], "needs a 'domain'"),
     ([{"domain": "vm1", "status": "gone"}], "unknown status 'gone'"),
+    # Figures that are not finite numbers, named with their domain (not a traceback, not NaN in the record).
+    ([{"domain": "vm1", "status": "migrated", "migration_started": "soon"}],
+     r"result for vm1: migration_started must be a number from 0 to 4102444800, not 'soon'"),
+    ([{"domain": "vm1", "status": "migrated", "total_time_ms": float("nan")}],
+     r"result for vm1: total_time_ms must be a number from 0 to 2592000000, not nan"),
+    ([{"domain": "vm1", "status": "migrated", "downtime_ms": float("inf")}],
+     r"result for vm1: downtime_ms must be a number from 0 to 2592000000, not inf"),
+    ([{"domain": "vm1", "status": "failed", "iterations": [3]}], r"result for vm1: iterations must be a number from 0 to 4294967296, not \[3\]"),
+    ([{"domain": "vm1", "status": "migrated", "data_transferred": True}],
+     r"result for vm1: data_transferred must be a number from 0 to 4611686018427387904, not True"),
 ])
 def test_bad_results_are_refused_with_the_reason(results, message):
     with pytest.raises(ReportError, match=message):
@@ -225,3 +236,22 @@ def test_timeline_has_one_lane_per_host_and_stacks_overlapping_bars():
     # The h1 lane holds two rows, so it is taller than the single-row destination lanes.
     heights = [float(lane.getAttribute("height")) for lane in lanes]
     assert heights[0] > heights[1] == heights[2]
+
+
+FIGURES = ("presplit_started", "presplit_ended", "migration_started", "migration_ended", "total_time_ms", "downtime_ms",
+           "iterations", "data_transferred")
+HOSTILE_FIGURE = st.one_of(st.none(), st.booleans(), st.integers(-(1 << 70), 1 << 70),
+                           st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=6),
+                           st.lists(st.integers(), max_size=2))
+
+
+@settings(max_examples=300, deadline=None)
+@given(figures=st.dictionaries(st.sampled_from(FIGURES), HOSTILE_FIGURE, max_size=4))
+def test_any_figures_give_a_record_that_is_json_or_a_report_error(figures):
+    try:
+        record = build_record([dict(result("vm1", "h2"), **figures)])
+    except ReportError as error:
+        assert "result for vm1: " in str(error) and "\n" not in str(error)
+        return
+    json.dumps(record, allow_nan=False)
+    render_html(record)

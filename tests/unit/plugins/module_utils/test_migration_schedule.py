@@ -10,8 +10,8 @@ import pytest
 
 from ansible_collections.presplit.kvm.plugins.module_utils.evacuation_planner import plan_evacuation
 from ansible_collections.presplit.kvm.plugins.module_utils.migration_schedule import (
-    ScheduleError, evacuation_limits, guest_hosts, host_migrations, live_migrate_args, migration_results, pack_waves,
-    place_domains)
+    ScheduleError, evacuation_limits, guest_hosts, host_migrations, host_problems, live_migrate_args, migration_results,
+    pack_waves, place_domains)
 from ansible_collections.presplit.kvm.plugins.module_utils.planner_model import DEFAULT_LIMITS
 
 
@@ -164,6 +164,20 @@ def test_evacuation_limits_fill_in_the_planner_defaults():
         evacuation_limits([1])
 
 
+def test_host_problems_name_each_host_that_keeps_the_maintenance_from_starting():
+    healthy = {"host": {"libvirt_error": None}}
+    peers = [dict(healthy, item="h2"),
+             {"item": "h3", "unreachable": True, "msg": "Failed to connect to the host via ssh: timed out\n"},
+             {"item": "h4", "failed": True, "msg": "MODULE FAILURE"},
+             {"item": "h5", "host": {"libvirt_error": "cannot connect to qemu:///system: No such file"}}]
+    assert host_problems(healthy, "h1", [dict(healthy, item="h2")]) == []
+    assert host_problems({"host": {"libvirt_error": "libvirtd is down"}}, "h1", peers) == [
+        "libvirt on h1 does not answer: libvirtd is down",
+        "destination h3 cannot be read: Failed to connect to the host via ssh: timed out",
+        "destination h4 cannot be read: MODULE FAILURE",
+        "destination h5: libvirt does not answer: cannot connect to qemu:///system: No such file"]
+
+
 def test_the_filters_report_bad_input_as_ansible_shows_it():
     """In a subprocess: importing ansible's controller side here would change how the module
     tests of this process see warnings."""
@@ -180,7 +194,7 @@ def test_the_filters_report_bad_input_as_ansible_shows_it():
                           env=dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p)))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
-        "['evacuation_limits', 'guest_hosts', 'host_migrations', 'live_migrate_args', 'migration_results', 'pack_waves',"
-        " 'place_domains']",
+        "['evacuation_limits', 'guest_hosts', 'host_migrations', 'host_problems', 'live_migrate_args', 'migration_results',"
+        " 'pack_waves', 'place_domains']",
         "[{'domain': 'a', 'destination': 'h2'}]",
         "presplit.kvm.place_domains: domain lonely has no destination: give it one, or give destinations"]

@@ -145,3 +145,20 @@ def test_documented_suboptions_are_the_checked_ones():
             doc = documented[name]
             assert (doc.get('type', 'str'), doc.get('required', False), doc.get('default'), doc.get('choices'), doc.get('elements')) == (
                 item.get('type', 'str'), item.get('required', False), item.get('default'), item.get('choices'), item.get('elements')), (option, name)
+
+
+@pytest.mark.parametrize('section, index, field, value, message', [
+    ('domains', 0, 'vcpus', 0, 'domains[0].vcpus must be from 1 to 4096, got 0'),
+    ('domains', 0, 'hugepages', 0, 'domains[0].hugepages must be from 1 to 549755813888, got 0'),
+    ('domains', 2, 'dirty_rate_mib_per_s', 'nan', 'domains[2].dirty_rate_mib_per_s must be from 0 to 1048576, got nan'),
+    ('domains', 1, 'name', 'db\n2', "domains[1].name must not contain control characters, got 'db\\n2'"),
+    ('hosts', 1, 'memory_free_mib', -1, 'hosts[1].memory_free_mib must be from 0 to 1099511627776, got -1'),
+    ('hosts', 0, 'cpu_group', 'a\x00b', "hosts[0].cpu_group must not contain control characters, got 'a\\x00b'"),
+])
+def test_out_of_range_and_control_characters_are_refused_by_position(capsys, section, index, field, value, message):
+    """Nothing silently becomes something else (0 vCPUs as 1, NaN as a dirty rate the planner
+    computes with): the entry is named by its position, since its name may be the problem."""
+    args = json.loads(json.dumps(FLEET))
+    args[section][index][field] = value
+    code, result = run_module(capsys, args)
+    assert code == 1 and result['msg'] == message and not result.get('changed')

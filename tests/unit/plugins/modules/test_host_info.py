@@ -1,5 +1,7 @@
 """presplit.kvm.host_info run as Ansible runs it, with real libvirt (its test driver) for the
 inventory and real QEMU processes on this machine's unpatched /dev/kvm."""
+import os
+import uuid
 from xml.sax.saxutils import escape
 
 import pytest
@@ -55,3 +57,28 @@ def test_unknown_domain_fails_with_code(run_module, lab):
     result = run_module("host_info", domains=["nope'; rm -rf ~"], uri=lab["uri"], run_dir=lab["run_dir"])
     assert result["failed"] is True
     assert result["error"]["code"] == "domain_not_found"
+
+
+def test_a_malformed_status_file_is_reported_and_the_other_domains_too(run_module, tmp_path):
+    """Without libvirt, the status files describe the running domains: one of them is not
+    what libvirt writes (its memory is not a number). The module reports it as an error that
+    names the domain and what is wrong, and reports the others; asked for it by name, it
+    fails with that message."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for name, memory in (("fine", "64"), ("broken", "64 MiB")):
+        (run_dir / (name + ".pid")).write_text("%d\n" % os.getpid())
+        (run_dir / (name + ".xml")).write_text(
+            "<domstatus state='running' pid='%d'><domain type='kvm'><name>%s</name><uuid>%s</uuid>"
+            "<memory unit='MiB'>%s</memory></domain></domstatus>" % (os.getpid(), name, uuid.uuid4(), memory))
+    result = run_module("host_info", use_libvirt=False, run_dir=str(run_dir), state_dir=str(tmp_path / "state"))
+    assert result.get("failed") is not True, result
+    by_name = dict((entry["name"], entry) for entry in result["domains"])
+    assert by_name["fine"]["memory_bytes"] == 64 << 20
+    assert by_name["broken"]["status"] == "error"
+    assert by_name["broken"]["error"] == {
+        "code": "malformed_state", "message": "domain 'broken': its memory or page size: '64 MiB' is not a whole number"}
+    named = run_module("host_info", use_libvirt=False, domains=["broken"], run_dir=str(run_dir),
+                       state_dir=str(tmp_path / "state"))
+    assert named["failed"] is True and named["error"]["code"] == "malformed_state"
+    assert named["msg"] == "domain 'broken': its memory or page size: '64 MiB' is not a whole number"

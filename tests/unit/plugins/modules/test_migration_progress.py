@@ -6,7 +6,7 @@ import pytest
 
 libvirt = pytest.importorskip("libvirt")
 
-from ansible_collections.presplit.kvm.plugins.modules.migration_progress import job_progress  # noqa: E402
+from ansible_collections.presplit.kvm.plugins.modules.migration_progress import job_progress, read_progress  # noqa: E402
 
 
 def test_running_domain_without_a_job_and_missing_domain(run_module):
@@ -36,6 +36,38 @@ def test_migration_job_statistics_become_progress():
         "state": "migrating", "elapsed_s": 12.3, "iteration": 2, "memory_total_bytes": 128 << 20,
         "memory_processed_bytes": 160 << 20, "memory_remaining_bytes": 32 << 20, "percent": 75.0,
         "bandwidth_mib_per_s": 3.0, "dirty_rate_pages_s": 250}
+
+
+def test_malformed_job_statistics_are_left_out_and_named():
+    """A figure that is not a finite number is not computed with; the entry says which, and
+    read_progress goes on with the next domain."""
+    stats = {"type": libvirt.VIR_DOMAIN_JOB_UNBOUNDED, "time_elapsed": "12s", "memory_iteration": 2,
+             "memory_total": float("nan"), "memory_remaining": 32 << 20, "memory_bps": None, "memory_dirty_rate": True}
+    assert job_progress(stats, libvirt) == {
+        "state": "migrating", "elapsed_s": 0.0, "iteration": 2, "memory_remaining_bytes": 32 << 20,
+        "error": "job statistics not numbers, left out: time_elapsed='12s', memory_bps=None, memory_total=nan, "
+                 "memory_dirty_rate=True"}
+
+    class Domain:
+        def __init__(self, stats):
+            self.stats = stats
+
+        def isActive(self):
+            return True
+
+        def jobStats(self):
+            return self.stats
+
+    class Conn:
+        domains = {"bad": Domain(stats), "good": Domain(dict(stats, time_elapsed=1000, memory_total=64 << 20,
+                                                             memory_bps=1 << 20, memory_dirty_rate=5))}
+
+        def lookupByName(self, name):
+            return self.domains[name]
+
+    entries = read_progress(Conn(), ["bad", "good"], libvirt)
+    assert [entry["domain"] for entry in entries] == ["bad", "good"]
+    assert "error" in entries[0] and "error" not in entries[1] and entries[1]["percent"] == 50.0
 
 
 def test_a_finished_job_is_not_migrating():
