@@ -18,6 +18,8 @@ import math
 
 RECORD_VERSION = 1
 STATUSES = ("migrated", "already_migrated", "failed")
+# A host's kernel mode as presplit.kvm.host_info gives it.
+KERNEL_MODES = ("patched", "eager-split-only", "none")
 
 # Timeline geometry, in SVG user units (pixels at 100% zoom).
 LANE_LABEL_W = 90
@@ -148,6 +150,15 @@ def _huge_mappings(result):
             "split_in_migration": split}
 
 
+def _kernel_mode(result, key):
+    """result[key] if it is a kernel mode or missing (None); raises ReportError otherwise."""
+    mode = result.get(key)
+    if mode is not None and (not isinstance(mode, str) or mode not in KERNEL_MODES):
+        raise ReportError("result for %s: %s must be one of %s, not %r"
+                          % (result["domain"], key, ", ".join(KERNEL_MODES), mode))
+    return mode
+
+
 def _migration_entry(result):
     for key in ("domain", "status"):
         if key not in result:
@@ -168,6 +179,8 @@ def _migration_entry(result):
         "domain": str(result["domain"]),
         "source": str(result.get("source") or ""),
         "destination": str(result.get("destination") or ""),
+        "source_kernel_mode": _kernel_mode(result, "source_kernel_mode"),
+        "destination_kernel_mode": _kernel_mode(result, "destination_kernel_mode"),
         "status": result["status"],
         "msg": str(result.get("msg") or ""),
         "total_time_ms": _figure(result, "total_time_ms"),
@@ -416,7 +429,7 @@ def _failures_html(record):
 
 
 def _stats_html(record):
-    head = ("<tr><th>domain</th><th>from</th><th>to</th><th>status</th><th>pre-split</th>"
+    head = ("<tr><th>domain</th><th>from</th><th>to</th><th>kernel modes from / to</th><th>status</th><th>pre-split</th>"
             "<th>huge mappings before / after pre-split</th><th>huge mappings split in the migration</th>"
             "<th>migration job</th><th>downtime ms</th><th>iterations</th><th>data MiB</th><th>message</th></tr>")
     rows = []
@@ -426,10 +439,11 @@ def _stats_html(record):
         # Without counts, what the pre-split did instead (unsupported on a stock host, skipped).
         before_after = ("%s / %s" % (_cell(huge["before_presplit"]), _cell(huge["after_presplit"]))
                         if huge["before_presplit"] is not None else huge["presplit_status"] or "-")
-        rows.append("<tr class=\"%s\"><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>"
+        modes = "%s / %s" % (entry["source_kernel_mode"] or "unknown", entry["destination_kernel_mode"] or "unknown")
+        rows.append("<tr class=\"%s\"><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>"
                     "<td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td class=\"msg\">%s</td></tr>" % (
                         _e(entry["status"]), _e(entry["domain"]), _e(entry["source"]), _e(entry["destination"]),
-                        _e(entry["status"]), _e(_seconds(presplit[1] - presplit[0] if presplit else None)),
+                        _e(modes), _e(entry["status"]), _e(_seconds(presplit[1] - presplit[0] if presplit else None)),
                         _e(before_after), _e(_cell(huge["split_in_migration"])),
                         _e(_seconds(entry["measured_s"])), _e(_cell(entry["downtime_ms"])),
                         _e(_cell(entry["iterations"])), _e(_mib(entry["data_transferred"])), _e(entry["msg"])))

@@ -26,7 +26,7 @@ reached through the collection's filters (plugins/filter/migration_schedule.py),
 from collections.abc import Mapping
 
 from ansible_collections.presplit.kvm.plugins.module_utils.migration_options import MigrationOptionError, canonical_options
-from ansible_collections.presplit.kvm.plugins.module_utils.planner_model import PlanningError, resolve_limits
+from ansible_collections.presplit.kvm.plugins.module_utils.planner_model import KERNEL_MODES, PlanningError, resolve_limits
 
 # Keys of a domain entry (a live_migration_domains item) carried to its placement.
 PLAN_KEYS = ('wave', 'after', 'options')
@@ -154,7 +154,22 @@ def _domain_of(launch):
     return launch.get('live_migration_item', {}).get('domain')
 
 
-def migration_results(placement, prechecks, postchecks, outcomes, wave_clocks, ended_at, source, presplit):
+def kernel_modes(host_facts):
+    """{host: its kernel mode} from ``presplit.kvm.host_info`` results registered over a loop of
+    host names; None for a host whose facts could not be read or whose mode is not one the
+    collection knows (facts read from a host are not trusted to be well formed)."""
+    modes = {}
+    for entry in host_facts or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get('item'), str):
+            continue
+        facts = entry.get('host')
+        mode = facts.get('mode') if isinstance(facts, dict) and not entry.get('failed') else None
+        modes[entry['item']] = mode if mode in KERNEL_MODES else None
+    return modes
+
+
+def migration_results(placement, prechecks, postchecks, outcomes, wave_clocks, ended_at, source, presplit,
+                      host_facts=None):
     """One result per placement, in its order: status ``already_migrated`` (the pre-check
     found it on its destination), ``migrated`` (its migration succeeded and the post-check
     finds it on the destination only) or ``failed`` (with the reason), and its figures.
@@ -163,8 +178,11 @@ def migration_results(placement, prechecks, postchecks, outcomes, wave_clocks, e
     in its order; ``outcomes`` the async_status results of the migrations that ran (each
     carries its launch's ``live_migration_item``); ``wave_clocks`` one entry per wave
     ({domains, presplit_started, launched, presplit}); ``ended_at`` {domain: when the wait
-    that collected it ended}; ``presplit`` whether the waves pre-split.
+    that collected it ended}; ``presplit`` whether the waves pre-split; ``host_facts`` the
+    ``presplit.kvm.host_info`` results of the source and the destinations (a loop over their
+    names), whose kernel modes each result carries.
     """
+    modes = kernel_modes(host_facts)
     if not (len(placement) == len(prechecks) == len(postchecks)):
         raise ScheduleError('%d placements but %d pre-checks and %d post-checks'
                             % (len(placement), len(prechecks), len(postchecks)))
@@ -210,6 +228,8 @@ def migration_results(placement, prechecks, postchecks, outcomes, wave_clocks, e
             'migration_ended': ended,
             'presplit': next((entry for entry in clock.get('presplit', []) if entry.get('domain') == domain), None),
             'source_mappings': run.get('source_mappings'),
+            'source_kernel_mode': modes.get(source),
+            'destination_kernel_mode': modes.get(place['destination']),
             'msg': msg,
         })
     return results

@@ -33,7 +33,8 @@ options:
       - Optionally C(presplit) (the domain's entry of M(presplit.kvm.split_huge_pages), whose C(before) and C(after)
         mapping counts give the huge mappings before and after the pre-split) and C(source_mappings) (the
         M(presplit.kvm.live_migrate) result of that name, whose C(huge_split) is the huge mappings split inside the
-        migration).
+        migration), C(source_kernel_mode) and C(destination_kernel_mode) (the hosts' modes as
+        M(presplit.kvm.host_info) gives them, C(patched), C(eager-split-only) or C(none), or null when unknown).
     type: list
     elements: dict
     required: true

@@ -3,10 +3,11 @@
     python3 check-report.py REPORT.html GUEST...
 
 Opens the page in headless Chromium (the Debian package, as tests/report does) and prints
-one line per guest with what its row in the statistics table says: status, pre-split time,
-huge mappings before / after the pre-split, huge mappings split inside the migration.
-Exits 1 when Chromium logs a console message, the page has no timeline, or a guest has no
-row or its row is not "migrated" with both huge-mapping cells filled in.
+one line per guest with what its row in the statistics table says: the hosts' kernel modes,
+status, pre-split time, huge mappings before / after the pre-split, huge mappings split
+inside the migration. Exits 1 when Chromium logs a console message, the page has no
+timeline, or a guest has no row or its row is not "migrated" with both kernel modes known and
+both huge-mapping cells filled in.
 """
 
 import html.parser
@@ -18,8 +19,9 @@ import sys
 import tempfile
 
 CONSOLE_LINE = re.compile(r":CONSOLE[:(]")
-COLUMNS = ("domain", "from", "to", "status", "pre-split", "huge mappings before / after pre-split",
-           "huge mappings split in the migration")
+COLUMNS = ("domain", "from", "to", "kernel modes from / to", "status", "pre-split",
+           "huge mappings before / after pre-split", "huge mappings split in the migration")
+MODES = "(patched|eager-split-only|none)"
 
 
 class StatsTable(html.parser.HTMLParser):
@@ -84,10 +86,11 @@ def main(page, guests):
             print("%s: no row for %s" % (page, guest))
             ok = False
             continue
-        print("%s: %s %s -> %s %s, pre-split %s, huge before / after pre-split %s, split in the migration %s"
-              % (os.path.basename(page), guest, row["from"], row["to"], row["status"], row["pre-split"],
-                 row[COLUMNS[5]], row[COLUMNS[6]]))
-        if row["status"] != "migrated" or not row[COLUMNS[5]] or not re.fullmatch(r"\d+", row[COLUMNS[6]]):
+        print("%s: %s %s -> %s (%s) %s, pre-split %s, huge before / after pre-split %s, split in the migration %s"
+              % (os.path.basename(page), guest, row["from"], row["to"], row[COLUMNS[3]], row["status"],
+                 row["pre-split"], row[COLUMNS[6]], row[COLUMNS[7]]))
+        if (row["status"] != "migrated" or not re.fullmatch(MODES + " / " + MODES, row[COLUMNS[3]])
+                or not row[COLUMNS[6]] or not re.fullmatch(r"\d+", row[COLUMNS[7]])):
             ok = False
     return 0 if ok else 1
 

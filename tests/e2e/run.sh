@@ -579,14 +579,16 @@ arrived() {
 
 # report_entry JSON GUEST: GUEST's migration in a run report (migration_report's
 # record) as "status presplit-status huge-before huge-after huge-at-start
-# huge-split job-s downtime-ms iterations", "-" for what is unknown.
+# huge-split job-s downtime-ms iterations source-mode destination-mode", "-"
+# for what is unknown.
 report_entry() {
 	[ -f "$1" ] || return 0
-	json_get 'next(" ".join(str("-" if v is None else v) for v in [m["status"], m["huge_mappings"]["presplit_status"], m["huge_mappings"]["before_presplit"], m["huge_mappings"]["after_presplit"], m["huge_mappings"]["at_migration_start"], m["huge_mappings"]["split_in_migration"], m["measured_s"], m["downtime_ms"], m["iterations"]]) for m in r["migrations"] if m["domain"] == "'"$2"'")' <"$1" 2>/dev/null || true
+	json_get 'next(" ".join(str("-" if v is None else v) for v in [m["status"], m["huge_mappings"]["presplit_status"], m["huge_mappings"]["before_presplit"], m["huge_mappings"]["after_presplit"], m["huge_mappings"]["at_migration_start"], m["huge_mappings"]["split_in_migration"], m["measured_s"], m["downtime_ms"], m["iterations"], m["source_kernel_mode"], m["destination_kernel_mode"]]) for m in r["migrations"] if m["domain"] == "'"$2"'")' <"$1" 2>/dev/null || true
 }
 
-# check_migrated NAME FROM-TO EXPECT JSON: each guest's entry in the run report
-# JSON says it migrated, and KVM's counts of its huge mappings:
+# check_migrated NAME FROM-TO EXPECT JSON MODES: each guest's entry in the run
+# report JSON says it migrated, between hosts of the kernel MODES ("source
+# destination", as host_info names them), and KVM's counts of its huge mappings:
 #   presplit  a pre-split on a patched source: huge mappings before it, none
 #             after, none split inside the migration;
 #   baseline  no pre-split (or a stock source): huge mappings at the start,
@@ -595,13 +597,15 @@ report_entry() {
 #   ""        only printed (kvm.eager_page_split=0: the migration zaps huge
 #             mappings on write faults instead of splitting them).
 check_migrated() {
-	local name=$1 route=$2 expect=$3 json=$4 g entry f
+	local name=$1 route=$2 expect=$3 json=$4 modes=$5 g entry f
 	for g in "${GUEST_NAMES[@]}"; do
 		entry=$(report_entry "$json" "$g")
-		check "$name/$g/migrated" "$route: status, pre-split, huge before/after/at start/split, job s, downtime ms, iterations: ${entry:-not in $json}" \
+		check "$name/$g/migrated" "$route: status, pre-split, huge before/after/at start/split, job s, downtime ms, iterations, modes: ${entry:-not in $json}" \
 			test "${entry%% *}" = migrated
 		# (padded: a missing entry still gives every field, as "-")
-		read -r -a f <<<"$entry - - - - - - - - -"
+		read -r -a f <<<"$entry - - - - - - - - - - -"
+		check "$name/$g/kernel-modes" "the report's kernel modes from / to: ${f[9]} / ${f[10]} (want ${modes/ / \/ })" \
+			test "${f[9]} ${f[10]}" = "$modes"
 		case $expect in
 		presplit)
 			check "$name/$g/presplit" "pre-split ${f[1]}: huge mappings ${f[2]} before, ${f[3]} after" \
@@ -630,12 +634,13 @@ migrate_playbook() {
 # Known upstream failures met and retried (see migrate).
 known=0
 
-# migrate NAME DST PRESPLIT EXPECT: every guest from where they run to DST with
+# migrate NAME DST PRESPLIT EXPECT [MODES]: every guest from where they run to DST with
 # the collection's playbook presplit.kvm.migrate (the live_migration role:
 # pre-split with hold when PRESPLIT is true and the source is patched, the
-# module, its post-check, the run report), then the checks above.
+# module, its post-check, the run report), then the checks above; MODES are the
+# hosts' kernel modes, "patched patched" unless given.
 migrate() {
-	local name=$1 dst=$2 presplit=$3 expect=$4 src=$at t0=$SECONDS json rc=0
+	local name=$1 dst=$2 presplit=$3 expect=$4 modes=${5:-patched patched} src=$at t0=$SECONDS json rc=0
 	$halted && return 0
 	alive "$name" || return 0
 	json=$reports/$name.json
@@ -663,7 +668,7 @@ migrate() {
 	fi
 	[ "$rc" = 0 ] || halted=true # the checks below say what went wrong; nothing moves after them
 	echo "   $name: $src -> $dst, pre-split $presplit: ansible $((SECONDS - t0)) s"
-	check_migrated "$name" "$src -> $dst, pre-split $presplit" "$expect" "$json"
+	check_migrated "$name" "$src -> $dst, pre-split $presplit" "$expect" "$json" "$modes"
 	arrived "$name" "$dst"
 }
 
@@ -697,12 +702,12 @@ if [ "$PLAN" = full ]; then
 		[ "$h" = h1 ] && want=patched
 		check "rolling-h1/$h-mode" "host_info mode $mode (want $want)" test "$mode" = "$want"
 	done
-	check_migrated rolling-h1/evacuate "h1 -> h2 (stock -> stock)" baseline "$reports/rolling-$run_id-h1-evacuate.json"
-	check_migrated rolling-h1/return "h2 -> h1 (stock -> patched)" baseline "$reports/rolling-$run_id-h1-return-from-h2.json"
+	check_migrated rolling-h1/evacuate "h1 -> h2 (stock -> stock)" baseline "$reports/rolling-$run_id-h1-evacuate.json" "eager-split-only eager-split-only"
+	check_migrated rolling-h1/return "h2 -> h1 (stock -> patched)" baseline "$reports/rolling-$run_id-h1-return-from-h2.json" "eager-split-only patched"
 	$halted || arrived rolling-h1 h1
 
 	echo "== mixed fleet: patched h1 -> stock h2 with pre-split and hold"
-	migrate mixed h2 true presplit
+	migrate mixed h2 true presplit "patched eager-split-only"
 
 	echo "== rolling maintenance resumed (same run id): h1 done and skipped; h2 staged, its guests out to h1 and back"
 	# After an earlier halt the run did not happen: nothing of it to check.
@@ -712,8 +717,8 @@ if [ "$PLAN" = full ]; then
 		check "rolling-h2/h2-mode" "host_info mode $mode (want patched)" test "$mode" = patched
 		check rolling-h2/h1-skipped "h1 is done in run $run_id: skipped (log $LOG_DIR/rolling-h2.log)" \
 			grep -q "h1: run $run_id finished here" "$LOG_DIR/rolling-h2.log"
-		check_migrated rolling-h2/evacuate "h2 -> h1 (stock -> patched)" baseline "$reports/rolling-$run_id-h2-evacuate.json"
-		check_migrated rolling-h2/return "h1 -> h2 (patched -> patched)" presplit "$reports/rolling-$run_id-h2-return-from-h1.json"
+		check_migrated rolling-h2/evacuate "h2 -> h1 (stock -> patched)" baseline "$reports/rolling-$run_id-h2-evacuate.json" "eager-split-only patched"
+		check_migrated rolling-h2/return "h1 -> h2 (patched -> patched)" presplit "$reports/rolling-$run_id-h2-return-from-h1.json" "patched patched"
 		$halted || arrived rolling-h2 h2
 	fi
 fi

@@ -134,6 +134,23 @@ def test_huge_mappings_before_and_after_the_presplit_and_split_in_the_migration(
     assert "<td>122 / 0</td><td>0</td>" in page and "<td>-</td><td>97</td>" in page
 
 
+def test_kernel_modes_of_both_hosts_are_recorded_and_shown():
+    record = build_record([dict(result("vm1", "h2"), source_kernel_mode="patched",
+                                destination_kernel_mode="eager-split-only"),
+                           result("vm2", "h2")])
+    assert [(m["source_kernel_mode"], m["destination_kernel_mode"]) for m in record["migrations"]] == [
+        ("patched", "eager-split-only"), (None, None)]
+    page = render_html(record)
+    assert "<td>patched / eager-split-only</td>" in page and "<td>unknown / unknown</td>" in page
+
+
+@pytest.mark.parametrize("mode", ["shiny", 3, ["patched"], "patched\n"])
+def test_a_kernel_mode_that_is_not_one_is_refused(mode):
+    with pytest.raises(ReportError, match="result for vm1: destination_kernel_mode must be one of patched, "
+                                          "eager-split-only, none, not "):
+        build_record([dict(result("vm1", "h2"), destination_kernel_mode=mode)])
+
+
 @pytest.mark.parametrize("extra, message", [
     ({"presplit": {"before": {"pages_2m": "many"}}}, r"presplit.before.pages_2m must be a non-negative whole"),
     ({"presplit": {"before": {"pages_2m": -1}}}, r"presplit.before.pages_2m must be a non-negative whole"),

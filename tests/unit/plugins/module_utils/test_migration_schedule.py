@@ -10,7 +10,7 @@ import pytest
 
 from ansible_collections.presplit.kvm.plugins.module_utils.evacuation_planner import plan_evacuation
 from ansible_collections.presplit.kvm.plugins.module_utils.migration_schedule import (
-    ScheduleError, evacuation_limits, guest_hosts, host_migrations, host_problems, live_migrate_args, migration_results,
+    ScheduleError, evacuation_limits, guest_hosts, host_migrations, host_problems, kernel_modes, live_migrate_args, migration_results,
     pack_waves, place_domains)
 from ansible_collections.presplit.kvm.plugins.module_utils.planner_model import DEFAULT_LIMITS
 
@@ -131,6 +131,26 @@ def test_results_without_presplit_have_no_presplit_times_and_checks_must_line_up
     assert result["status"] == "migrated" and result["presplit_started"] is None and result["presplit_ended"] is None
     with pytest.raises(ScheduleError, match="2 placements but 1 pre-checks and 2 post-checks"):
         migration_results(PLACEMENT[:2], [{}], [{}, {}], [], [], {}, "h1", True)
+
+
+def test_results_carry_the_kernel_modes_of_their_hosts():
+    """From host_info results registered over the hosts' names; a host that failed, was
+    unreachable, was skipped or gave a mode the collection does not know is unknown (None)."""
+    host_facts = [{"item": "h1", "host": {"mode": "patched"}},
+                  {"item": "h2", "host": {"mode": "eager-split-only"}},
+                  {"item": "h3", "failed": True, "msg": "libvirt is down", "host": {"mode": "patched"}},
+                  {"item": "h9", "host": {"mode": ["patched"]}},
+                  {"item": "h8", "unreachable": True},
+                  {"item": "h7", "skipped": True}]
+    assert kernel_modes(host_facts) == {"h1": "patched", "h2": "eager-split-only", "h3": None, "h9": None,
+                                        "h8": None, "h7": None}
+    assert kernel_modes(None) == {} and kernel_modes([{"host": {"mode": "patched"}}, "h1"]) == {}
+    results = migration_results(PLACEMENT[1:3], [{}, {}], [{}, {}], [], [], {}, "h1", False, host_facts)
+    assert [(r["source_kernel_mode"], r["destination_kernel_mode"]) for r in results] == [
+        ("patched", "eager-split-only"), ("patched", None)]
+    # Without facts (the role wrote no report), nothing is known.
+    result = migration_results(PLACEMENT[1:2], [{}], [{}], [], [], {}, "h1", False)[0]
+    assert (result["source_kernel_mode"], result["destination_kernel_mode"]) == (None, None)
 
 
 def test_guest_hosts_counts_only_hosts_that_answered():
