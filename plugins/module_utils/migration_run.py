@@ -40,6 +40,20 @@ class MigrationFailed(Exception):
     """The migration did not happen; the message says why and where the domain is."""
 
 
+class StepClock:
+    """Wall time of the module's steps, in seconds, each from the end of the one before
+    (``lap``): where the module spends its time besides the migration call itself."""
+
+    def __init__(self):
+        self.steps = {}
+        self._last = time.monotonic()
+
+    def lap(self, step):
+        now = time.monotonic()
+        self.steps[step] = round(now - self._last, 3)
+        self._last = now
+
+
 def preflight_checks(source_domain, dest_conn):
     """Checks that can fail without moving anything; raises MigrationFailed."""
     memory = libvirt_client.domain_memory_bytes(source_domain)
@@ -221,6 +235,8 @@ def check_destination(params, result, source_domain, dest_conn):
 def run(params, check_mode):
     """The module's result for ``params``; see the module docstring for what it raises."""
     result = dict(changed=False, already_migrated=False, source_uri=params["uri"])
+    clock = StepClock()
+    result["timings_s"] = clock.steps
     validate(params)
     dest_uri = destination_uri(params)
     result["destination_uri"] = dest_uri
@@ -233,6 +249,7 @@ def run(params, check_mode):
     probe.start()
     if source_domain is not None:
         result.update(domain=source_domain.name(), uuid=source_domain.UUIDString())
+    clock.lap("source")
     # Every migration checks the destination first, whoever called the module: libvirt's
     # prepare phase refuses an active namesake, but neither a stale inactive definition
     # nor memory the destination does not have (THP guest RAM is allocated as it arrives).
@@ -241,7 +258,10 @@ def run(params, check_mode):
     except LibvirtClientError as exc:
         raise MigrationFailed("%s; domain is %s on the source, nothing was migrated" % (
             exc, libvirt_client.domain_state(source_domain) if source_domain is not None else "absent"), result)
-    if check_destination(params, result, source_domain, dest_conn):
+    clock.lap("destination_wait")
+    already_migrated = check_destination(params, result, source_domain, dest_conn)
+    clock.lap("checks")
+    if already_migrated:
         return result
     memory = result["checks"]["memory_bytes"]
     result["changed"] = True
@@ -257,12 +277,14 @@ def run(params, check_mode):
     mappings = SourceMappings.open(result["domain"], result["uuid"])
     try:
         mappings.start()
+        clock.lap("mappings")
         started_at = time.time()
         call = start_migration_call(params, result["uuid"], probe.conn, dest_uri,
                                     migration_flags(params, lv), migration_params(params, lv))
         monitor = MigrationMonitor(source_domain, call, lv, params["poll_interval_s"], schedule, deadline_s,
                                    params["completion_timeout_action"], on_sample=mappings.sample)
         outcome = monitor.run()
+        clock.lap("migration")
     finally:
         result["source_mappings"] = mappings.finish()
     result.update(progress=progress_summary(outcome.samples), actions=outcome.actions,
@@ -279,4 +301,5 @@ def run(params, check_mode):
     stats = completed_job_stats(source_domain, dest_conn, result["uuid"])
     result.update(job_stats=stats, migration=completed_summary(stats),
                   destination=domain_presence(find_domain(dest_conn, result["uuid"])))
+    clock.lap("after")
     return result

@@ -173,6 +173,12 @@ notes:
     C(completion_timeout), C(poll_interval)) remain aliases of the names with units.
   - With O(peer_to_peer=true) the source libvirtd resolves and authenticates to the destination
     URI itself (for C(qemu+ssh) it uses root's ssh keys on the source host).
+  - "What the module costs beside the migration (RV(timings_s)): its Python start-up, and with O(peer_to_peer=true)
+    its own connection to the destination for the checks, one connection more than C(virsh migrate --p2p) (over ssh
+    0.5 to 1 s on a busy host; bench/migrate_vs_virsh.py). With O(peer_to_peer=false) the migration runs over that
+    connection, but depends on this process until it ends: if it is killed (an Ansible async timeout), libvirt
+    cancels the migration, or once the data is sent can leave the guest paused on the source; peer-to-peer
+    migrations finish without it."
   - The CPU check uses C(compareHypervisorCPU) on the destination; a domain without a CPU model
     (QEMU's default CPU) is reported as C(skipped).
 """
@@ -360,6 +366,18 @@ elapsed_s:
   returned: when a migration ran
   type: float
   sample: 2.41
+timings_s:
+  description:
+    - Wall time of the module's steps, in seconds, each from the end of the one before; a step the module did not
+      reach is missing. C(source) connecting to the source and reading the domain; C(destination_wait) waiting for
+      the destination connection (opened beside the source's); C(checks) the destination checks (namesake, memory,
+      CPU); C(mappings) the first read of the guest's huge mappings; C(migration) the migration call, its polls
+      included; C(after) the completed job's statistics and the destination's domain.
+    - What the module adds to the migration itself (what C(virsh migrate) also spends on its connections aside);
+      the Python start-up before them is not counted.
+  returned: success, and with the partial result of a failed migration
+  type: dict
+  sample: {source: 0.041, destination_wait: 0.512, checks: 0.038, mappings: 0.004, migration: 2.431, after: 0.021}
 started_at:
   description:
     - When the migration call started, in seconds since the epoch by the source host's clock; with RV(elapsed_s)

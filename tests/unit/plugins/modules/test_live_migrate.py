@@ -113,6 +113,9 @@ def test_already_on_destination_is_unchanged(tmp_path, nodes):
     assert result["changed"] is False and result["already_migrated"] is True
     assert result["destination"]["active"] is True
     assert result["uuid"] == "11111111-2222-3333-4444-555555555555"
+    # The steps it went through, timed; nothing after the checks ran.
+    assert sorted(result["timings_s"]) == ["checks", "destination_wait", "source"]
+    assert all(0 <= seconds < 60 for seconds in result["timings_s"].values())
 
 
 def test_name_clash_on_destination(tmp_path, nodes):
