@@ -36,12 +36,14 @@ if [ -n "$missing" ]; then
 	apt-get install -y -qq --no-install-recommends $missing
 fi
 
-reqs="$here/requirements.txt"
+# test-requirements.txt includes requirements.txt; the stamp holds both as installed.
+reqs="$here/test-requirements.txt"
 if [ ! -x "$venv/bin/python" ]; then
 	/usr/bin/python3 -m venv --system-site-packages "$venv"
 fi
-if [ ! -f "$stamp" ] || ! cmp -s "$reqs" "$stamp"; then
+wanted=$(cat "$here/requirements.txt" "$reqs")
+if [ ! -f "$stamp" ] || [ "$wanted" != "$(cat "$stamp")" ]; then
 	"$venv/bin/pip" install -q --upgrade pip
-	"$venv/bin/pip" install -q -r "$reqs"
-	cp "$reqs" "$stamp"
+	(cd "$here" && "$venv/bin/pip" install -q -r "$reqs")
+	printf '%s\n' "$wanted" >"$stamp"
 fi

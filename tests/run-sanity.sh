@@ -29,6 +29,15 @@ cd "$dest"
 ansible-test sanity --python 3.11 --requirements --color no "$@"
 echo "ansible-galaxy build + ansible-doc on the built collection"
 ansible-galaxy collection build --force --output-path "$repo/build/dist" >/dev/null
+# The tarball holds the collection and its licenses, not the checkout's tests and tooling.
+contents=$(tar tzf "$repo"/build/dist/presplit-kvm-*.tar.gz)
+for wanted in LICENSE LICENSES/GPL-2.0-only.txt requirements.txt kernel-patch/series plugins/modules/live_migrate.py \
+	roles/kernel_stage/tasks/main.yml changelogs/changelog.yaml; do
+	grep -qx "$wanted" <<<"$contents" || { echo "tarball: $wanted is missing" >&2; exit 1; }
+done
+unwanted=$(grep -E '^(tests|bench|extensions|\.ci|\.venv|\.hypothesis|build|changelogs/fragments)/|^(Makefile|ansible\.cfg|test-requirements\.txt)$' <<<"$contents" || true)
+[ -z "$unwanted" ] || { echo "tarball: holds what is not the collection: $(head -3 <<<"$unwanted" | tr '\n' ' ')" >&2; exit 1; }
+echo "  tarball: $(wc -l <<<"$contents") entries, the collection only"
 # Install the tarball where nothing else is configured, so that Ansible sees
 # only it (not this checkout's build/collections link).
 inst=$repo/build/installed
