@@ -16,16 +16,16 @@ export PATH := $(VENV)/bin:$(PATH)
 
 help:
 	@echo "make demo   - local lab: start guests on one host, migrate them, summary"
-	@echo "make test   - unit, sanity, lint, integration (molecule) and kernel tiers"
+	@echo "make test   - unit, sanity, lint, integration (molecule), kernel and e2e-ci tiers"
 	@echo "make lab-up / lab-down - the lab alone (LAB_NAME=presplit)"
 	@echo "make kernel-packages - opt-in: kernel_stage packages method end to end on a GRUB VM (~15 min, first ~1 h)"
 	@echo "                       PRESPLIT_PACKAGE_CONFIG=debian: with the Debian-configured kernel (first build: hours)"
 	@echo "make kernel-upstream - opt-in: upstream's x86 KVM selftests, stock vs patched modules side by side"
 	@echo "make e2e    - opt-in: 2 emulated hypervisors staged host by host, nested KVM guests pre-split and migrated (tests/e2e)"
-	@echo "make e2e-ci - opt-in: the e2e share meant for make test (staged hosts, migrations between them)"
+	@echo "make e2e-ci - the e2e share that make test runs (staged hosts, migrations between them)"
 
 deps: $(VENV)/.deps-stamp
-$(VENV)/.deps-stamp: requirements.txt scripts/install-deps.sh
+$(VENV)/.deps-stamp: requirements.txt test-requirements.txt scripts/install-deps.sh
 	./scripts/install-deps.sh
 
 # Ansible finds the collection as presplit.kvm through this link.
@@ -80,9 +80,8 @@ kernel-upstream: deps
 # rolling_maintenance, KVM-accelerated nested guests (THP + dirty bitmap,
 # hugetlbfs + dirty ring) pre-split and live-migrated by the collection's
 # playbooks, every page of their workloads verified.  e2e: the whole tier;
-# e2e-ci: the share meant for make test (both hosts staged first, then the
-# migrations between patched hosts).  Both opt-in: a nested guest still hangs
-# now and then after a migration (tests/e2e/README.md).
+# e2e-ci: the share make test runs (both hosts staged first, then the
+# migrations between patched hosts); e2e is opt-in (about an hour).
 e2e: deps collection-link
 	./tests/e2e/run.sh
 

@@ -5,7 +5,7 @@ set -uo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo" || exit 1
-tiers=(unit sanity lint integration kernel)
+tiers=(unit sanity lint integration kernel e2e-ci)
 passed=()
 failed=()
 
