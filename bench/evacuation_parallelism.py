@@ -48,18 +48,6 @@ def migrate(lab_name, source, domains, destinations, parallel):
     return time.monotonic() - started
 
 
-def bring_back(lab_name, domains):
-    """Every guest back to h1, from wherever it runs (not timed)."""
-    for host in DESTINATIONS:
-        here = [name for name in domains if lab_control.domain_state(lab_name, host, name) == "running"]
-        if here:
-            lab_control.run_playbook(
-                "migrate", lab_name, with_inventory=True,
-                migrate_source=host, migrate_domains=here, migrate_destinations=["h1"],
-                live_migration_max_parallel_per_source=4, live_migration_max_parallel_per_destination=4,
-                live_migration_presplit_on_unsupported="skip")
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--lab-name", default="benchpar")
@@ -85,7 +73,7 @@ def main():
                 walls[parallel].append(seconds)
                 print("round %d  parallelism %d: evacuated %d guests in %.2f s"
                       % (round_index + 1, parallel, len(domains), seconds), flush=True)
-                bring_back(options.lab_name, domains)
+                lab_control.bring_back(options.lab_name, domains, DESTINATIONS)
         base = statistics.median(walls[1])
         print()
         print("parallelism  median wall s  ratio to parallelism 1   (%d guests, %d MiB, %d MiB/s dirty, %d rounds)"

@@ -110,6 +110,18 @@ def hosts_running(lab_name, hosts, domain):
     return [host for host in hosts if domain_state(lab_name, host, domain) == "running"]
 
 
+def bring_back(lab_name, domains, hosts, home="h1"):
+    """Every domain running on one of hosts back to home, with presplit.kvm.migrate (the
+    lab's TCG guests cannot be pre-split: nothing is said about it)."""
+    for host in hosts:
+        here = [name for name in domains if domain_state(lab_name, host, name) == "running"]
+        if here:
+            run_playbook("migrate", lab_name, with_inventory=True,
+                         migrate_source=host, migrate_domains=here, migrate_destinations=[home],
+                         live_migration_max_parallel_per_source=4, live_migration_max_parallel_per_destination=4,
+                         live_migration_presplit_on_unsupported="skip")
+
+
 def console_log(lab_name, host, guest):
     """The guest's console log as host's virtlogd writes it, seen from the machine."""
     return state_dir(lab_name) / "hosts" / host / "log-libvirt" / "qemu" / f"{guest}-console.log"
