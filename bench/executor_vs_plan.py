@@ -74,6 +74,11 @@ def migration_span(record):
     return max(edges) - min(edges) if edges else None
 
 
+def shown(value, decimals):
+    """value with that many decimals, or "-" when it is unknown (None)."""
+    return "-" if value is None else "%.*f" % (decimals, value)
+
+
 def print_round(index, record):
     summary = record["summary"]
     print("round %d: %d migrated, %d failed" % (index, summary["migrated"], summary["failed"]))
@@ -81,16 +86,13 @@ def print_round(index, record):
     for row in record["plan_vs_actual"] or []:
         print("  %-8s %-4s %-12s %-6s %11s %11s %9s" % (
             row["domain"], row["wave"], row["mode"], row["destination"],
-            "%.1f" % row["predicted_s"] if row["predicted_s"] is not None else "-",
-            "%.1f" % row["measured_s"] if row["measured_s"] is not None else "-",
-            "%.3f" % row["measured_over_predicted"] if row["measured_over_predicted"] is not None else "-"))
+            shown(row["predicted_s"], 1), shown(row["measured_s"], 1), shown(row["measured_over_predicted"], 3)))
     planned = summary.get("planned_makespan_s")
     actual = migration_span(record)
     ratio = actual / planned if planned and actual is not None else None
-    print("  makespan: planned %.1f s, actual %s (first migration start to last end), report wall time %s s "
+    print("  makespan: planned %s s, actual %s s (first migration start to last end), report wall time %s s "
           "(with the pre-split phase) | actual / planned %s [%s]" % (
-              planned or 0, "%.1f s" % actual if actual is not None else "-", summary.get("wall_time_s"),
-              "%.3f" % ratio if ratio is not None else "-",
+              shown(planned, 1), shown(actual, 1), shown(summary.get("wall_time_s"), 1), shown(ratio, 3),
               "ok" if ratio is not None and ratio <= RATIO_GOAL else "OVER"), flush=True)
     return ratio
 
