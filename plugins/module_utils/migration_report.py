@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The record and the self-contained HTML page of a live migration run.
 
-Pure Python (standard library only): ``build_record`` shapes the results of the
+Pure Python (the standard library and the planner's kernel modes): ``build_record`` shapes the results of the
 live_migration role (plus, optionally, the output of presplit.kvm.evacuation_plan)
 into a JSON-ready dict, and ``render_html`` draws that record as one HTML page with
 inline CSS and an inline SVG timeline, so the page opens anywhere, offline.
@@ -16,10 +16,10 @@ import datetime
 import html
 import math
 
+from ansible_collections.presplit.kvm.plugins.module_utils.planner_model import KERNEL_MODES
+
 RECORD_VERSION = 1
 STATUSES = ("migrated", "already_migrated", "failed")
-# A host's kernel mode as presplit.kvm.host_info gives it.
-KERNEL_MODES = ("patched", "eager-split-only", "none")
 
 # Timeline geometry, in SVG user units (pixels at 100% zoom).
 LANE_LABEL_W = 90
