@@ -6,8 +6,9 @@ limits), one planned migration (``Migration``), the error it raises and the valu
 its inputs may take.
 """
 
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.modes import KERNEL_MODES
+
 BACKINGS = ('none', 'thp', 'hugetlb-2M', 'hugetlb-1G')
-KERNEL_MODES = ('patched', 'eager-split-only', 'none')
 NON_MIGRATABLE_POLICIES = ('skip_host', 'shutdown_and_restart', 'fail')
 # How much of a plan to build: what a person reads, or also every migration.
 DETAILS = ('summary', 'full')

@@ -16,13 +16,11 @@ import re
 
 from .ioctl import KVM_DEVICE, check_extension, open_kvm
 from .memory import DEFAULT_HUGEPAGE_KIB
+from .modes import MODE_EAGER, MODE_NONE, MODE_PATCHED
 from .uapi import (KVM_CAP_BINARY_STATS_FD, KVM_CAP_DIRTY_LOG_RING, KVM_CAP_DIRTY_LOG_RING_ACQ_REL,
                    KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_CAP_SPLIT_HUGE_PAGES, levels_from_cap)
 
 
-MODE_PATCHED = "patched"
-MODE_EAGER = "eager-split-only"
-MODE_NONE = "none"
 VENDOR_MODULES = ("kvm_intel", "kvm_amd", "kvm_pvm")
 # vendor module -> parameter that turns TDP (EPT/NPT) on
 TDP_PARAMS = {"kvm_intel": "ept", "kvm_amd": "npt"}
