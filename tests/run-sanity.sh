@@ -31,7 +31,7 @@ echo "ansible-galaxy build + ansible-doc on the built collection"
 ansible-galaxy collection build --force --output-path "$repo/build/dist" >/dev/null
 # The tarball holds the collection and its licenses, not the checkout's tests and tooling.
 contents=$(tar tzf "$repo"/build/dist/presplit-kvm-*.tar.gz)
-for wanted in LICENSE LICENSES/GPL-2.0-only.txt requirements.txt kernel-patch/series plugins/modules/live_migrate.py \
+for wanted in LICENSE LICENSES/GPL-2.0-only.txt requirements.txt bindep.txt meta/execution-environment.yml docs/inventory-example.yml kernel-patch/series plugins/modules/live_migrate.py \
 	roles/kernel_stage/tasks/main.yml changelogs/changelog.yaml; do
 	grep -qx "$wanted" <<<"$contents" || { echo "tarball: $wanted is missing" >&2; exit 1; }
 done
@@ -44,6 +44,13 @@ inst=$repo/build/installed
 rm -rf "$inst"
 export ANSIBLE_COLLECTIONS_PATH=$inst
 ansible-galaxy collection install --force -p "$inst" "$repo"/build/dist/presplit-kvm-*.tar.gz >/dev/null
+"$repo/tests/sanity/check-ee.sh" "$repo"/build/dist/presplit-kvm-*.tar.gz "$inst"
+# The inventory example parses, and the host variable it documents is the one the role reads.
+ansible-inventory -i "$repo/docs/inventory-example.yml" --host hv02 2>/dev/null |
+	grep -q '"presplit_kvm_migration_address": "198.51.100.12"' || { echo "docs/inventory-example.yml: hv02 has no migration address" >&2; exit 1; }
+grep -q 'hostvars\[live_migration_item.destination\].presplit_kvm_migration_address' "$repo/roles/live_migration/tasks/wave.yml" ||
+	{ echo "roles/live_migration no longer reads presplit_kvm_migration_address, which docs/inventory-example.yml sets" >&2; exit 1; }
+echo "  docs/inventory-example.yml: parses; its presplit_kvm_migration_address is what live_migration reads"
 modules=$(ansible-doc -t module -l presplit.kvm | awk '{print $1}')
 [ -n "$modules" ] || { echo "no modules listed by ansible-doc" >&2; exit 1; }
 for m in $modules; do
@@ -55,4 +62,13 @@ callbacks=$(ansible-doc -t callback -l presplit.kvm | awk '{print $1}')
 for c in $callbacks; do
 	ansible-doc -t callback "$c" >/dev/null
 	echo "  ansible-doc -t callback $c: ok"
+done
+# Every filter the roles use has its documentation (plugins/filter/<name>.yml) and it parses.
+filters=$(ansible-doc -t filter -l presplit.kvm | awk '{print $1}')
+documented=$(find "$repo/plugins/filter" -name '*.yml' | wc -l)
+[ "$(wc -w <<<"$filters")" = "$documented" ] ||
+	{ echo "ansible-doc lists $(wc -w <<<"$filters") filters for $documented documentation files" >&2; exit 1; }
+for f in $filters; do
+	ansible-doc -t filter "$f" >/dev/null
+	echo "  ansible-doc -t filter $f: ok"
 done

@@ -10,7 +10,8 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.presplit.kvm.plugins.module_utils.migration_schedule import (
     ScheduleError, evacuation_limits, guest_hosts, host_migrations, host_problems, live_migrate_args, migration_results,
-    pack_waves, place_domains)
+    migration_stats, pack_waves, place_domains)
+from ansible_collections.presplit.kvm.plugins.plugin_utils.rolling_control import host_start_blocker
 
 
 def _reported(function):
@@ -26,9 +27,10 @@ def _reported(function):
 
 class FilterModule(object):
     """presplit.kvm.host_migrations, place_domains, live_migrate_args, evacuation_limits, pack_waves,
-    migration_results, guest_hosts, host_problems."""
+    migration_results, migration_stats, guest_hosts, host_problems, host_start_blocker."""
 
     def filters(self):
         return dict((function.__name__, _reported(function))
                     for function in (host_migrations, place_domains, live_migrate_args, evacuation_limits, pack_waves,
-                                     migration_results, guest_hosts, host_problems))
+                                     migration_results, migration_stats, guest_hosts, host_problems,
+                                     host_start_blocker))

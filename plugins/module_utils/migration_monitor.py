@@ -38,6 +38,8 @@ class MigrationOutcome:
         self.timeout_action = None
         self.paused_by_monitor = False
         self.post_copy_started = False
+        # Set when the progress timeout aborted the job: {lowest_remaining_bytes, progress_at_s, at_s}.
+        self.stalled = None
         self.elapsed_s = 0.0
         self.samples = []
         self.actions = []
@@ -68,10 +70,12 @@ class MigrationMonitor:
     schedule: list of (seconds, downtime_ms) from migration_options.downtime_schedule,
     or empty to leave QEMU's downtime alone.  deadline_s: completion timeout in seconds
     or None.  timeout_action: abort | postcopy | pause.  lv: the libvirt module.
+    progress_timeout_s: abort a pre-copy migration whose data remaining has not reached a
+    new low for this long (KubeVirt's progressTimeout), or None.
     """
 
     def __init__(self, domain, start_migration, lv, poll_interval, schedule, deadline_s,
-                 timeout_action, clock=time.monotonic, on_sample=None):
+                 timeout_action, clock=time.monotonic, on_sample=None, progress_timeout_s=None):
         self._domain = domain
         self._start_migration = start_migration
         self._lv = lv
@@ -81,6 +85,7 @@ class MigrationMonitor:
         self._timeout_action = timeout_action
         self._clock = clock
         self._on_sample = on_sample
+        self._progress_timeout_s = progress_timeout_s
 
     def run(self):
         outcome = MigrationOutcome()
@@ -89,6 +94,7 @@ class MigrationMonitor:
         worker.start()
         applied_step = -1
         timeout_applied = False
+        progress = _Progress()
         while True:
             worker.join(self._poll_interval)
             elapsed = self._clock() - started
@@ -107,6 +113,9 @@ class MigrationMonitor:
                 outcome.timed_out = True
                 outcome.timeout_action = self._timeout_action
                 timeout_applied = self._apply_timeout_action(stats, elapsed, outcome)
+            if (self._progress_timeout_s and outcome.stalled is None and not outcome.post_copy_started
+                    and progress.stalled_for(stats, elapsed) >= self._progress_timeout_s):
+                self._abort_stalled(progress, elapsed, outcome)
         outcome.elapsed_s = self._clock() - started
         outcome.error = worker.error
         return outcome
@@ -128,6 +137,19 @@ class MigrationMonitor:
             return applied_step
         outcome.actions.append(_action(elapsed, "max_downtime", downtime_ms))
         return index
+
+    def _abort_stalled(self, progress, elapsed, outcome):
+        """Abort the job that stopped making progress; on a refusal, try again at the next poll."""
+        try:
+            self._domain.abortJob()
+        except self._lv.libvirtError as exc:
+            failure = _action(elapsed, "progress_timeout_abort_failed", None, str(exc))
+            if not any(a.get("error") == failure["error"] for a in outcome.actions):
+                outcome.actions.append(failure)
+            return
+        outcome.stalled = {"lowest_remaining_bytes": progress.lowest, "progress_at_s": round(progress.at_s, 3),
+                           "at_s": round(elapsed, 3)}
+        outcome.actions.append(_action(elapsed, "progress_timeout_abort", progress.lowest))
 
     def _apply_timeout_action(self, stats, elapsed, outcome):
         """Apply the completion-timeout action; False means try again at the next poll.
@@ -154,6 +176,24 @@ class MigrationMonitor:
             return False
         outcome.actions.append(_action(elapsed, action, None))
         return True
+
+
+class _Progress:
+    """The lowest data remaining seen while memory flows, and when it was reached: a
+    migration makes progress as long as what it still has to send reaches new lows."""
+
+    def __init__(self):
+        self.lowest = None
+        self.at_s = None
+
+    def stalled_for(self, stats, elapsed):
+        """Seconds since the last new low (0 while there is none to compare with)."""
+        remaining = job_figure(stats, "data_remaining")
+        if remaining is None or not job_figure(stats, "data_total"):
+            return 0.0
+        if self.lowest is None or remaining < self.lowest:
+            self.lowest, self.at_s = remaining, elapsed
+        return elapsed - self.at_s
 
 
 def job_figure(stats, key):

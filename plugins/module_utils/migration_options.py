@@ -28,6 +28,7 @@ ARGUMENT_SPEC = dict(
     destination_host=dict(type="str"),
     transport=dict(type="str", choices=list(TRANSPORTS), default="ssh"),
     migration_uri=dict(type="str"),
+    migration_address=dict(type="str"),
     peer_to_peer=dict(type="bool", default=True),
     tunnelled=dict(type="bool", default=False),
     persistent=dict(type="bool", default=True),
@@ -46,9 +47,10 @@ ARGUMENT_SPEC = dict(
     tls_destination=dict(type="str"),
     completion_timeout_s_per_gib=dict(type="int", default=800, aliases=["completion_timeout"]),
     completion_timeout_action=dict(type="str", choices=list(COMPLETION_TIMEOUT_ACTIONS), default="abort"),
+    progress_timeout_s=dict(type="int", default=0),
     poll_interval_s=dict(type="float", default=0.5, aliases=["poll_interval"]),
 )
-MUTUALLY_EXCLUSIVE = [("destination_uri", "destination_host")]
+MUTUALLY_EXCLUSIVE = [("destination_uri", "destination_host"), ("migration_uri", "migration_address")]
 REQUIRED_ONE_OF = [("destination_uri", "destination_host")]
 
 # The documented range of each numeric option, checked before anything connects: a count
@@ -64,11 +66,19 @@ RANGES = {
     # QEMU's multifd-channels.
     "parallel_connections": (0, 255),
     "completion_timeout_s_per_gib": (0, 86400),
+    "progress_timeout_s": (0, 86400),
     "poll_interval_s": (0.01, 60),
 }
 
 # Options that end up in a libvirt URI, a lookup or a message: no control characters.
-TEXT_OPTIONS = ("name", "uri", "destination_uri", "destination_host", "migration_uri", "tls_destination")
+TEXT_OPTIONS = ("name", "uri", "destination_uri", "destination_host", "migration_uri", "migration_address",
+                "tls_destination")
+
+# What to give instead of a host option for a URI with more than a host.
+URI_INSTEAD = {
+    "destination_host": "; give destination_uri for a URI with a user, a port or parameters",
+    "migration_address": "; give migration_uri for a URI with a scheme or a port",
+}
 
 # A DNS label; underscores are not DNS but real host names carry them, and libvirt takes them.
 _HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
@@ -119,8 +129,17 @@ def destination_uri(params):
     return "qemu+%s://%s/system" % (params.get("transport") or "ssh", uri_host(host))
 
 
-def uri_host(host):
-    """destination_host as the host of a libvirt URI: a host name or an IP address and
+def migration_data_uri(params):
+    """The URI of the migration data stream (VIR_MIGRATE_PARAM_URI), or None for libvirt's
+    default (the destination's host name): migration_uri as given, or tcp:// to
+    migration_address, the destination's address on a migration network."""
+    if params.get("migration_address"):
+        return "tcp://%s" % uri_host(params["migration_address"], "migration_address")
+    return params.get("migration_uri") or None
+
+
+def uri_host(host, option="destination_host"):
+    """host (the value of option) as the host of a URI: a host name or an IP address and
     nothing else, so that it cannot add a user, a port, a path or URI parameters (such as
     no_verify or keyfile) to the URI the module builds."""
     try:
@@ -131,8 +150,8 @@ def uri_host(host):
         return "[%s]" % host if address.version == 6 else host
     name = host[:-1] if host.endswith(".") else host
     if len(name) > 253 or not all(_HOST_LABEL_RE.match(label) for label in name.split(".")):
-        raise MigrationOptionError("destination_host %r is not a host name or an IP address; give destination_uri for"
-                                   " a URI with a user, a port or parameters" % host)
+        raise MigrationOptionError("%s %r is not a host name or an IP address%s"
+                                   % (option, host, URI_INSTEAD.get(option, "")))
     return host
 
 
@@ -151,7 +170,11 @@ def validate(params):
     if not params.get("name"):
         raise MigrationOptionError("name must be a domain name or UUID")
 
+    data_uri = migration_data_uri(params)
     tunnelled = params.get("tunnelled")
+    if tunnelled and data_uri:
+        raise MigrationOptionError("migration_uri and migration_address cannot be combined with tunnelled migration:"
+                                   " its data goes over the libvirt connection")
     if tunnelled and not params.get("peer_to_peer"):
         raise MigrationOptionError("tunnelled migration requires peer_to_peer")
     if tunnelled and params.get("post_copy"):
@@ -202,8 +225,9 @@ def migration_params(params, lv, downtime_ms=None):
     Only parameters the user set are passed, so libvirt's defaults apply otherwise.
     """
     typed = {}
-    if params.get("migration_uri"):
-        typed[lv.VIR_MIGRATE_PARAM_URI] = params["migration_uri"]
+    data_uri = migration_data_uri(params)
+    if data_uri:
+        typed[lv.VIR_MIGRATE_PARAM_URI] = data_uri
     if params.get("bandwidth_mib_per_s"):
         typed[lv.VIR_MIGRATE_PARAM_BANDWIDTH] = int(params["bandwidth_mib_per_s"])
     if params.get("auto_converge_initial") is not None:

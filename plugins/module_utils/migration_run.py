@@ -30,6 +30,7 @@ from ansible_collections.presplit.kvm.plugins.module_utils.migration_options imp
     data_gib,
     destination_uri,
     downtime_schedule,
+    migration_data_uri,
     migration_flags,
     migration_params,
     validate,
@@ -193,6 +194,11 @@ def recover_after_failure(source_conn, probe, uuid, outcome, created_nothing_bef
 
 
 def describe_failure(params, outcome, deadline_s, memory_bytes, probe):
+    if outcome.stalled is not None:
+        return ("migration aborted after %d s without progress (progress_timeout_s): the data remaining last reached"
+                " a new low (%d MiB) %.0f s into the migration, the abort came at %.0f s: %s"
+                % (params["progress_timeout_s"], outcome.stalled["lowest_remaining_bytes"] // 2 ** 20,
+                   outcome.stalled["progress_at_s"], outcome.stalled["at_s"], outcome.error))
     if outcome.timed_out and outcome.timeout_action == "abort":
         return ("migration did not complete within the completion timeout of %.0f s (completion_timeout_s_per_gib"
                 " %d x %.1f GiB counted for %d MiB of RAM) and was aborted: %s"
@@ -201,6 +207,10 @@ def describe_failure(params, outcome, deadline_s, memory_bytes, probe):
     prefix = "migration failed"
     if outcome.timed_out:
         prefix += " after the completion timeout action %s" % outcome.timeout_action
+    data_uri = migration_data_uri(params)
+    if data_uri:
+        # libvirt's own text rarely names it (peer-to-peer: "End of file while reading data").
+        prefix += " (data stream to %s)" % data_uri
     if probe.error is not None:
         # Say first what the operator has to fix; libvirt's own text follows.
         prefix = "%s; %s" % (probe.error, prefix)
@@ -240,6 +250,7 @@ def run(params, check_mode):
     validate(params)
     dest_uri = destination_uri(params)
     result["destination_uri"] = dest_uri
+    result["migration_uri"] = migration_data_uri(params)
     lv = libvirt_client.libvirt
 
     source_conn = open_connection(params["uri"], "source")
@@ -282,7 +293,8 @@ def run(params, check_mode):
         call = start_migration_call(params, result["uuid"], probe.conn, dest_uri,
                                     migration_flags(params, lv), migration_params(params, lv))
         monitor = MigrationMonitor(source_domain, call, lv, params["poll_interval_s"], schedule, deadline_s,
-                                   params["completion_timeout_action"], on_sample=mappings.sample)
+                                   params["completion_timeout_action"], on_sample=mappings.sample,
+                                   progress_timeout_s=params["progress_timeout_s"] or None)
         outcome = monitor.run()
         clock.lap("migration")
     finally:

@@ -169,7 +169,7 @@ def kernel_modes(host_facts):
 
 
 def migration_results(placement, prechecks, postchecks, outcomes, wave_clocks, ended_at, source, presplit,
-                      host_facts=None):
+                      host_facts=None, stopped_by=None):
     """One result per placement, in its order: status ``already_migrated`` (the pre-check
     found it on its destination), ``migrated`` (its migration succeeded and the post-check
     finds it on the destination only) or ``failed`` (with the reason), and its figures.
@@ -180,7 +180,8 @@ def migration_results(placement, prechecks, postchecks, outcomes, wave_clocks, e
     ({domains, presplit_started, launched, presplit}); ``ended_at`` {domain: when the wait
     that collected it ended}; ``presplit`` whether the waves pre-split; ``host_facts`` the
     ``presplit.kvm.host_info`` results of the source and the destinations (a loop over their
-    names), whose kernel modes each result carries.
+    names), whose kernel modes each result carries; ``stopped_by`` the stop file that kept
+    the later waves from starting, if one did: a domain never launched failed for that.
     """
     modes = kernel_modes(host_facts)
     if not (len(placement) == len(prechecks) == len(postchecks)):
@@ -209,6 +210,8 @@ def migration_results(placement, prechecks, postchecks, outcomes, wave_clocks, e
             status, msg = 'already_migrated', 'already running on %s' % place['destination']
         elif run and not run.get('failed') and post.get('already_migrated'):
             status, msg = 'migrated', 'running on %s only' % place['destination']
+        elif not run and stopped_by:
+            status, msg = 'failed', 'not started: the stop file %s appeared; still on %s' % (stopped_by, source)
         else:
             status = 'failed'
             msg = run.get('msg') or post.get('msg') or 'post-check: domain is not running on the destination only'
@@ -233,6 +236,26 @@ def migration_results(placement, prechecks, postchecks, outcomes, wave_clocks, e
             'msg': msg,
         })
     return results
+
+
+def migration_stats(results, report=None):
+    """The summary of one live_migration run that the role exports with set_stats (AWX and
+    AAP keep it as the job's artifacts): counts by status, the failed domains and, when
+    ``report`` (the migration_report result; skipped or absent when no report was
+    written) has them, the paths of the JSON and HTML reports on the controller."""
+    if not isinstance(results, list) or not all(isinstance(result, Mapping) for result in results):
+        raise ScheduleError('results must be a list of live_migration results')
+    statuses = [result.get('status') for result in results]
+    report = report if isinstance(report, Mapping) else {}
+    return {
+        'domains': len(results),
+        'migrated': statuses.count('migrated'),
+        'already_migrated': statuses.count('already_migrated'),
+        'failed': statuses.count('failed'),
+        'failed_domains': [result.get('domain') for result in results if result.get('status') == 'failed'],
+        'report_json': report.get('json_path'),
+        'report_html': report.get('html_path'),
+    }
 
 
 def guest_hosts(listings, names):

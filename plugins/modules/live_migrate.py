@@ -67,8 +67,18 @@ options:
     default: ssh
   migration_uri:
     description:
-      - URI of the migration data stream (for example C(tcp://192.0.2.12)), to pick the network
+      - URI of the migration data stream (for example C(tcp://192.0.2.12:49152)), to pick the network
         it uses. By default libvirt uses the destination host name.
+      - Mutually exclusive with O(migration_address). Neither can be combined with O(tunnelled), whose data
+        goes over the libvirt connection.
+    type: str
+  migration_address:
+    description:
+      - The destination's address on a migration network separate from the management one, a host name or
+        an IP address and nothing else. The data stream goes to C(tcp://<migration_address>) on a port the
+        destination's libvirtd picks. The libvirt connection itself still goes to O(destination_host).
+      - The live_migration and rolling_maintenance roles set it from the destination's host variable
+        C(presplit_kvm_migration_address) when the inventory gives one.
     type: str
   peer_to_peer:
     description:
@@ -162,6 +172,15 @@ options:
     type: str
     choices: [abort, postcopy, pause]
     default: abort
+  progress_timeout_s:
+    description:
+      - Abort a migration that makes no progress, as KubeVirt's C(progressTimeout) does; 0 (the default) never does.
+      - A migration makes progress while the data it still has to send reaches new lows. When it has not for this many
+        seconds, 1 to 86400 (a guest that dirties memory faster than the link sends it), the module aborts it; the
+        domain keeps running on the source, and the error says when the last new low was reached.
+      - Only in pre-copy; once post-copy has started, the migration cannot be aborted.
+    type: int
+    default: 0
   poll_interval_s:
     description: Seconds between two polls of the migration job statistics, 0.01 to 60.
     type: float
@@ -236,6 +255,13 @@ destination_uri:
   returned: always
   type: str
   sample: qemu+ssh://h2/system
+migration_uri:
+  description:
+    - URI the migration data stream goes to (from O(migration_address) or O(migration_uri)); null when libvirt
+      picks it from the destination's host name.
+  returned: always
+  type: str
+  sample: tcp://192.0.2.12
 already_migrated:
   description: True when the domain was already running on the destination and not on the source.
   returned: always
@@ -350,7 +376,7 @@ source_mappings:
     huge_split: 121
     error: null
 actions:
-  description: What the monitor did during the migration (downtime steps, timeout action).
+  description: What the monitor did during the migration (downtime steps, the timeout action, a progress-timeout abort).
   returned: when a migration ran
   type: list
   elements: dict

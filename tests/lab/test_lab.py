@@ -7,6 +7,7 @@ is left behind.  Needs root, libvirt and QEMU; takes a few minutes.
     cd /work/main && .venv/bin/python -m pytest tests/lab -v
 """
 
+import json
 import os
 import re
 import subprocess
@@ -126,6 +127,45 @@ def test_guest_live_migrates_between_hosts(lab):
     assert after["errors"] == 0
 
 
+def migrate_with_addresses(lab, tmp_path, source, destination, addresses):
+    """presplit.kvm.migrate of g1 over the lab inventory plus one that gives hosts a
+    presplit_kvm_migration_address, as a fleet's inventory would for a migration network.
+    Returns the run and the statistics it exported for AWX (set_stats, shown as JSON)."""
+    extra = tmp_path / "migration-network.ini"
+    extra.write_text("".join(f"{host} presplit_kvm_migration_address={address}\n"
+                             for host, address in addresses.items()))
+    run = subprocess.run(
+        [lab_control.ansible_playbook(), "-i", str(lab_control.inventory(lab)), "-i", str(extra),
+         "presplit.kvm.migrate", "-e", f"migrate_source={source}",
+         "-e", json.dumps({"migrate_domains": ["g1"], "migrate_destinations": [destination]})],
+        cwd=lab_control.REPO, capture_output=True, text=True, check=False,
+        env=dict(os.environ, ANSIBLE_CONFIG=str(lab_control.REPO / "ansible.cfg"), ANSIBLE_SHOW_CUSTOM_STATS="true",
+                 ANSIBLE_CALLBACK_RESULT_FORMAT="json"))
+    shown = [line for line in run.stdout.splitlines() if line.startswith("\tRUN: ")]
+    assert len(shown) == 1, run.stdout[-3000:]
+    return run, json.loads(shown[0][len("\tRUN: "):])["presplit_kvm_migrations"][f"live-migration-{source}"]
+
+
+def test_migration_address_carries_the_data_stream(lab, tmp_path):
+    """The data stream goes to the destination's presplit_kvm_migration_address: to an
+    address no host has, the migration fails, saying where the stream went, and the guest
+    stays where it ran; to the destination's own address, it moves. Each run exports its
+    summary (set_stats). g1 ends on h3, where the tests below expect it."""
+    assert lab_control.hosts_running(lab, HOSTS, "g1") == ["h2"]
+    nobody, stats = migrate_with_addresses(lab, tmp_path, "h2", "h3", {"h3": "192.0.2.99"})
+    assert nobody.returncode != 0, nobody.stdout[-3000:]
+    assert "data stream to tcp://192.0.2.99" in nobody.stdout, nobody.stdout[-3000:]
+    assert (stats["failed"], stats["failed_domains"], stats["migrated"]) == (1, ["g1"], 0), stats
+    assert lab_control.hosts_running(lab, HOSTS, "g1") == ["h2"]
+    assert lab_control.domain_state(lab, "h3", "g1") is None
+
+    moved, stats = migrate_with_addresses(lab, tmp_path, "h2", "h3", {"h3": "192.0.2.13"})
+    assert moved.returncode == 0, moved.stdout[-3000:] + moved.stderr[-2000:]
+    assert (stats["migrated"], stats["failed"], stats["report_json"]) == (1, 0, None), stats
+    assert lab_control.hosts_running(lab, HOSTS, "g1") == ["h3"]
+    assert lab_control.domain_state(lab, "h2", "g1") is None
+
+
 def test_up_again_changes_nothing(lab):
     uuids = {host: host_uuid(host) for host in HOSTS}
     daemons = daemon_pids(lab)
@@ -136,7 +176,7 @@ def test_up_again_changes_nothing(lab):
     assert daemon_pids(lab) == daemons
     assert set(daemons) <= set(pids_in_lab(lab))
     # The migrated guest stays where it is, not redefined on h1.
-    assert lab_control.hosts_running(lab, HOSTS, "g1") == ["h2"]
+    assert lab_control.hosts_running(lab, HOSTS, "g1") == ["h3"]
 
 
 def test_another_lab_coexists_on_the_same_addresses(lab):
@@ -147,11 +187,11 @@ def test_another_lab_coexists_on_the_same_addresses(lab):
         # Same name and address, different libvirt host with its own domains.
         assert host_uuid("h1", other) != host_uuid("h1")
         assert lab_control.virsh(other, "h1", "list", "--all", "--name").stdout.strip() == ""
-        assert lab_control.virsh(lab, "h2", "list", "--all", "--name").stdout.split() == ["g1"]
+        assert lab_control.virsh(lab, "h3", "list", "--all", "--name").stdout.split() == ["g1"]
         lab_control.lab_down(other)
         assert lab_netns(other) == [] and lab_mounts(other) == []
         # Tearing the other lab down left this one intact.
-        assert lab_control.hosts_running(lab, HOSTS, "g1") == ["h2"]
+        assert lab_control.hosts_running(lab, HOSTS, "g1") == ["h3"]
     finally:
         lab_control.lab_down(other)
 

@@ -132,3 +132,28 @@ def test_a_wave_without_after_waits_for_every_running_migration(lab, tmp_path):
     results, _output = migrate(tmp_path, "h2", "h1", w3_after=None)
     w1, w3 = results["w1"], results["w3"]
     assert w3["migration_started"] >= w1["migration_ended"], (w1, w3)
+
+
+def test_progress_timeout_aborts_a_migration_that_cannot_converge(lab):
+    """w1 rewrites 8 MiB/s over a 1 MiB/s link: after its first pass, what it still has to
+    send never reaches a new low, so presplit.kvm.live_migrate's progress_timeout_s aborts
+    the migration, and w1 keeps running on its source only."""
+    (source,) = lab_control.hosts_running(LAB, HOSTS, "w1")
+    destination = "h2" if source == "h1" else "h1"
+    args = {"name": "w1", "destination_host": destination, "bandwidth_mib_per_s": HELD_BANDWIDTH,
+            "progress_timeout_s": 10}
+    run = subprocess.run(
+        [str(lab_control.REPO / ".venv" / "bin" / "ansible"), "-i", str(lab_control.inventory(LAB)), source,
+         "-m", "presplit.kvm.live_migrate", "-a", json.dumps(args)],
+        cwd=lab_control.REPO, capture_output=True, text=True, check=False, timeout=900,
+        env=dict(os.environ, ANSIBLE_CONFIG=str(lab_control.REPO / "ansible.cfg"),
+                 ANSIBLE_CALLBACK_RESULT_FORMAT="json"))
+    shown = re.search(r"^%s \| FAILED! => (\{.*\})\s*$" % source, run.stdout, re.M | re.S)
+    assert run.returncode != 0 and shown, run.stdout[-4000:] + run.stderr[-2000:]
+    result = json.loads(shown.group(1))
+    assert "without progress (progress_timeout_s)" in result["msg"], result["msg"]
+    assert "domain is running on the source" in result["msg"], result["msg"]
+    assert [a["action"] for a in result["actions"]][-1:] == ["progress_timeout_abort"], result["actions"]
+    assert not result["changed"]
+    assert lab_control.hosts_running(LAB, HOSTS, "w1") == [source]
+    assert lab_control.domain_state(LAB, destination, "w1") is None

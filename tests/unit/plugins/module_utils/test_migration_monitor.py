@@ -29,8 +29,12 @@ def libvirt_error(message):
 class FakeMigratingDomain:
     """Stand-in for a virDomain with a migration job (cannot run without QEMU hosts)."""
 
-    def __init__(self, fail_polls=0, setup_polls=0, postcopy_refusals=0, finish_after=None):
+    def __init__(self, fail_polls=0, setup_polls=0, postcopy_refusals=0, finish_after=None, remaining=None,
+                 abort_refusals=0):
         self.calls = []
+        # data_remaining at each poll (a function of the poll number); by default it keeps falling.
+        self.remaining = remaining or (lambda poll: 5000 - poll)
+        self.abort_refusals = abort_refusals
         self.setup_polls = setup_polls
         self.postcopy_refusals = postcopy_refusals
         self.polls = 0
@@ -60,13 +64,16 @@ class FakeMigratingDomain:
         # While libvirt still connects to the destination, no memory is flowing yet.
         data_total = 0 if self.polls <= self.fail_polls + self.setup_polls else 5000
         return {"type": libvirt.VIR_DOMAIN_JOB_UNBOUNDED, "time_elapsed": self.polls * 10, "data_total": data_total,
-                "data_processed": self.polls * 1000, "data_remaining": 5000 - self.polls,
+                "data_processed": self.polls * 1000, "data_remaining": self.remaining(self.polls),
                 "memory_iteration": self.polls, "memory_dirty_rate": 7 * self.polls, "other": 1}
 
     def migrateSetMaxDowntime(self, downtime, flags):
         self.calls.append(("downtime", downtime))
 
     def abortJob(self):
+        if self.abort_refusals:
+            self.abort_refusals -= 1
+            raise libvirt_error("Requested operation is not valid: no job is active on the domain")
         self.calls.append(("abort",))
         self._stop()
 
@@ -228,3 +235,42 @@ def test_malformed_job_figures_are_left_out_of_samples_and_the_summary():
     assert mm._sample(stats, 1.5) == {"at_s": 1.5, "time_elapsed": 1500}  # pylint: disable=protected-access
     assert mm.completed_summary(stats) == {"total_time_ms": 1500, "downtime_ms": 12}
     assert mm.malformed_figures(stats, ["data_remaining", "downtime", "absent"]) == ["data_remaining"]
+
+
+def stalling(poll):
+    """data_remaining of a guest that dirties faster than the link sends: it falls to a low
+    of 3000 at poll 4, then each pass starts over at 4000 and never gets below 3000 again."""
+    return 5000 - 500 * poll if poll <= 4 else 4000 - 100 * (poll % 5)
+
+
+def test_progress_timeout_aborts_a_migration_that_stopped_reaching_new_lows():
+    # 0.1 s per poll (taken before each poll): the low of 3000 is reached at 0.3 s (poll 4);
+    # at 0.8 s (poll 9) the migration has made no progress for the timeout and is aborted.
+    # (0.45 s, not 0.5: the stand-in clock adds up tenths, which float sums miss by a hair.)
+    domain = FakeMigratingDomain(remaining=stalling)
+    monitor = mm.MigrationMonitor(domain, migration_until_stopped(domain, "operation aborted: job cancelled"),
+                                  libvirt, 0.02, [], None, "abort", clock=domain.clock, progress_timeout_s=0.45)
+    outcome = monitor.run()
+    assert domain.calls == [("abort",)]
+    assert domain.stopped_at_poll == 9
+    assert outcome.stalled == {"lowest_remaining_bytes": 3000, "progress_at_s": 0.3, "at_s": 0.8}
+    assert outcome.actions == [{"at_s": 0.8, "action": "progress_timeout_abort", "value": 3000}]
+    assert outcome.error == "operation aborted: job cancelled"
+
+
+def test_progress_timeout_leaves_a_migration_that_keeps_reaching_new_lows():
+    domain = FakeMigratingDomain(finish_after=30)
+    outcome = mm.MigrationMonitor(domain, migration_until_stopped(domain), libvirt, 0.02, [], None, "abort",
+                                  clock=domain.clock, progress_timeout_s=0.5).run()
+    assert domain.calls == [] and outcome.stalled is None and outcome.error is None
+
+
+def test_progress_timeout_counts_from_when_memory_flows_and_retries_a_refused_abort():
+    # 20 polls (2 s) of setup without memory flowing count for nothing; the first abort is
+    # refused, the next poll aborts.
+    domain = FakeMigratingDomain(setup_polls=20, remaining=lambda poll: 4000, abort_refusals=1)
+    outcome = mm.MigrationMonitor(domain, migration_until_stopped(domain), libvirt, 0.02, [], None, "abort",
+                                  clock=domain.clock, progress_timeout_s=0.45).run()
+    assert outcome.stalled == {"lowest_remaining_bytes": 4000, "progress_at_s": 2.0, "at_s": 2.6}
+    assert [a["action"] for a in outcome.actions] == ["progress_timeout_abort_failed", "progress_timeout_abort"]
+    assert domain.calls == [("abort",)]

@@ -62,6 +62,15 @@ def test_defaults_are_valid():
     (dict(tunnelled=True, parallel_connections=4), "parallel_connections cannot be combined"),
     (dict(tunnelled=True, tls=True), "tls (QEMU native TLS) cannot be combined"),
     (dict(persistent=False), "undefine_source without persistent"),
+    (dict(migration_address="10.0.9.2:49152"),
+     "migration_address '10.0.9.2:49152' is not a host name or an IP address; give migration_uri for a URI with a"
+     " scheme or a port"),
+    (dict(migration_address="tcp://10.0.9.2"), "migration_address 'tcp://10.0.9.2' is not a host name"),
+    (dict(migration_address="h2-mig\r"), "migration_address must not contain control characters"),
+    (dict(migration_address=""), None),
+    (dict(tunnelled=True, migration_address="h2-mig"),
+     "migration_uri and migration_address cannot be combined with tunnelled migration"),
+    (dict(tunnelled=True, migration_uri="tcp://h2-mig"), "cannot be combined with tunnelled migration"),
     (dict(auto_converge_initial=20), "auto_converge_initial requires auto_converge"),
     (dict(auto_converge=True, auto_converge_increment=150), "auto_converge_increment must be from 1 to 99"),
     (dict(auto_converge=True, auto_converge_initial=0), "auto_converge_initial must be from 1 to 99"),
@@ -70,6 +79,9 @@ def test_defaults_are_valid():
     (dict(name=""), "name must be"),
 ])
 def test_validate_names_the_problem(overrides, message):
+    if message is None:
+        mo.validate(module_defaults(**overrides))
+        return
     with pytest.raises(mo.MigrationOptionError) as err:
         mo.validate(module_defaults(**overrides))
     assert message in str(err.value)
@@ -96,6 +108,7 @@ def test_canonical_options_name_each_option_once():
 
 def test_argument_spec_says_what_it_can():
     assert ("destination_uri", "destination_host") in mo.MUTUALLY_EXCLUSIVE
+    assert ("migration_uri", "migration_address") in mo.MUTUALLY_EXCLUSIVE
     assert ("destination_uri", "destination_host") in mo.REQUIRED_ONE_OF
     # Every quantity carries its unit in its name.
     for name in ("bandwidth_mib_per_s", "max_downtime_ms", "downtime_delay_s_per_gib", "completion_timeout_s_per_gib",
@@ -131,6 +144,18 @@ def test_hostile_values_are_refused_by_a_message_or_accepted(name, host, numbers
         assert low <= value <= high
     assert mo.destination_uri(params) in ("qemu+ssh://%s/system" % host, "qemu+ssh://[%s]/system" % host)
     assert not any(char in host for char in "/?#@:") or host.count(":") >= 2
+
+
+@pytest.mark.parametrize("overrides, uri", [
+    (dict(), None), (dict(migration_address="h2-mig.example"), "tcp://h2-mig.example"),
+    (dict(migration_address="10.0.9.2"), "tcp://10.0.9.2"), (dict(migration_address="fd00:9::2"), "tcp://[fd00:9::2]"),
+    (dict(migration_uri="tcp://10.0.9.2:49152"), "tcp://10.0.9.2:49152")])
+def test_migration_data_uri(overrides, uri):
+    """The data stream's URI: to the migration address, as given, or libvirt's choice (None)."""
+    params = module_defaults(**overrides)
+    assert mo.migration_data_uri(params) == uri
+    typed = mo.migration_params(params, FAKE_LV)
+    assert typed.get("uri") == uri
 
 
 @pytest.mark.parametrize("transport, expected", [

@@ -11,7 +11,7 @@ import pytest
 from ansible_collections.presplit.kvm.plugins.module_utils.evacuation_planner import plan_evacuation
 from ansible_collections.presplit.kvm.plugins.module_utils.migration_schedule import (
     ScheduleError, evacuation_limits, guest_hosts, host_migrations, host_problems, kernel_modes, live_migrate_args, migration_results,
-    pack_waves, place_domains)
+    migration_stats, pack_waves, place_domains)
 from ansible_collections.presplit.kvm.plugins.module_utils.planner_model import DEFAULT_LIMITS
 
 
@@ -133,6 +133,19 @@ def test_results_without_presplit_have_no_presplit_times_and_checks_must_line_up
         migration_results(PLACEMENT[:2], [{}], [{}, {}], [], [], {}, "h1", True)
 
 
+def test_results_of_a_stopped_run_say_which_domains_never_started():
+    """A stop file kept the second wave from starting: its domain was never launched and
+    fails as not started; the domain of the first wave is judged as always."""
+    outcomes = [{"item": launch("ok"), "changed": True, "started_at": 1.0, "elapsed_s": 1.0}]
+    clocks = [{"domains": ["ok"], "presplit_started": 0.5, "launched": 0.9, "presplit": []}]
+    placement = PLACEMENT[1:2] + [{"domain": "later", "destination": "h3"}]
+    ok, later = migration_results(placement, [{}, {}], [{"already_migrated": True}, {}], outcomes, clocks, {}, "h1",
+                                  True, [], "/srv/stop-kernel-2026-12")
+    assert (ok["status"], later["status"]) == ("migrated", "failed")
+    assert later["msg"] == "not started: the stop file /srv/stop-kernel-2026-12 appeared; still on h1"
+    assert later["migration_started"] is None and later["presplit_started"] is None
+
+
 def test_results_carry_the_kernel_modes_of_their_hosts():
     """From host_info results registered over the hosts' names; a host that failed, was
     unreachable, was skipped or gave a mode the collection does not know is unknown (None)."""
@@ -159,6 +172,23 @@ def test_guest_hosts_counts_only_hosts_that_answered():
                 {"item": "h3", "rc": 1, "stdout_lines": ["a"]},           # virsh failed
                 {"item": "h4", "unreachable": True}]
     assert guest_hosts(listings, ["b", "a", "c", "a"]) == {"a": ["h1"], "b": ["h1", "h2"], "c": []}
+
+
+def test_migration_stats_count_statuses_and_name_the_reports():
+    results = [{"domain": "a", "status": "migrated"}, {"domain": "b", "status": "failed"},
+               {"domain": "c", "status": "already_migrated"}, {"domain": "d", "status": "failed"}]
+    report = {"changed": True, "json_path": "/r/x.json", "html_path": "/r/x.html"}
+    assert migration_stats(results, report) == {
+        "domains": 4, "migrated": 1, "already_migrated": 1, "failed": 2, "failed_domains": ["b", "d"],
+        "report_json": "/r/x.json", "report_html": "/r/x.html"}
+    # No report written: the role's registered result is a skipped task, or nothing.
+    for skipped in ({"skipped": True, "changed": False}, None):
+        stats = migration_stats(results[:1], skipped)
+        assert (stats["migrated"], stats["report_json"], stats["report_html"]) == (1, None, None)
+    with pytest.raises(ScheduleError, match="results must be a list"):
+        migration_stats({"domain": "a"})
+    with pytest.raises(ScheduleError, match="results must be a list"):
+        migration_stats(["a"])
 
 
 def test_live_migrate_args_name_options_as_the_module_does():
@@ -214,7 +244,7 @@ def test_the_filters_report_bad_input_as_ansible_shows_it():
                           env=dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p)))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
-        "['evacuation_limits', 'guest_hosts', 'host_migrations', 'host_problems', 'live_migrate_args', 'migration_results',"
-        " 'pack_waves', 'place_domains']",
+        "['evacuation_limits', 'guest_hosts', 'host_migrations', 'host_problems', 'host_start_blocker', 'live_migrate_args', 'migration_results',"
+        " 'migration_stats', 'pack_waves', 'place_domains']",
         "[{'domain': 'a', 'destination': 'h2'}]",
         "presplit.kvm.place_domains: domain lonely has no destination: give it one, or give destinations"]

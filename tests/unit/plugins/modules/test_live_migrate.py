@@ -60,6 +60,9 @@ def nodes(tmp_path):
     (dict(destination_host=""), "destination_uri or destination_host must name the destination"),
     (dict(destination_host="h2", destination_uri="qemu+ssh://h2/system"),
      "parameters are mutually exclusive: destination_uri|destination_host"),
+    (dict(destination_host="h2", migration_address="10.0.9.2", migration_uri="tcp://10.0.9.2"),
+     "parameters are mutually exclusive: migration_uri|migration_address"),
+    (dict(destination_host="h2", migration_address="10.0.9.2/24"), "migration_address '10.0.9.2/24' is not a host"),
 ])
 def test_bad_input_fails_before_connecting(tmp_path, args, message):
     result = run_module(tmp_path, name="g1", uri="qemu+tcp://127.0.0.1:1/system", **args)
@@ -153,3 +156,30 @@ def test_destination_that_stays_unreachable_names_the_last_error(tmp_path):
     from ansible_collections.presplit.kvm.plugins.module_utils import migration_run
     with pytest.raises(LibvirtClientError, match="nosuch.xml"):
         migration_run.destination_after_failure(_FailedProbe("test://%s/nosuch.xml" % tmp_path), attempts=2, delay_s=0)
+
+
+@pytest.mark.parametrize("options, says", [
+    (dict(migration_address="10.0.9.2"), "migration failed (data stream to tcp://10.0.9.2): End of file"),
+    (dict(migration_uri="tcp://10.0.9.2:49152"), "migration failed (data stream to tcp://10.0.9.2:49152): End of"),
+    (dict(), "migration failed: End of file"),
+])
+def test_a_failure_names_where_the_data_stream_went(options, says):
+    """libvirt's peer-to-peer error does not name the migration address it could not reach."""
+    import types
+    from ansible_collections.presplit.kvm.plugins.module_utils import migration_run
+    outcome = types.SimpleNamespace(timed_out=False, stalled=None,
+                                    error="End of file while reading data: : Input/output error")
+    probe = types.SimpleNamespace(error=None)
+    assert migration_run.describe_failure(dict(options), outcome, None, 2 ** 30, probe).startswith(says)
+
+
+def test_a_progress_timeout_abort_says_when_the_last_progress_was():
+    import types
+    from ansible_collections.presplit.kvm.plugins.module_utils import migration_run
+    outcome = types.SimpleNamespace(timed_out=False, error="operation aborted: migration out job: canceled by client",
+                                    stalled={"lowest_remaining_bytes": 48 * 2 ** 20, "progress_at_s": 12.3, "at_s": 42.4})
+    message = migration_run.describe_failure(dict(progress_timeout_s=30), outcome, None, 2 ** 30,
+                                             types.SimpleNamespace(error=None))
+    assert message == ("migration aborted after 30 s without progress (progress_timeout_s): the data remaining last"
+                       " reached a new low (48 MiB) 12 s into the migration, the abort came at 42 s: operation aborted:"
+                       " migration out job: canceled by client")
