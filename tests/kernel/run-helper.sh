@@ -163,7 +163,7 @@ build_run_archive "$LOG_DIR/run.cpio.gz" "$holder"
 # The kernel unpacks concatenated archives in order, the later over the earlier.
 cat "$base" "$LOG_DIR/run.cpio.gz" >"$LOG_DIR/initramfs.cpio.gz"
 echo "== booting (logs: $LOG_DIR/console.log, $LOG_DIR/results.log)"
-boot_helper_guest "$stock_dir/vmlinuz" "$LOG_DIR/initramfs.cpio.gz" "$LOG_DIR" ||
+boot_retrying_boot_crash "$LOG_DIR" KBOOT boot_helper_guest "$stock_dir/vmlinuz" "$LOG_DIR/initramfs.cpio.gz" "$LOG_DIR" ||
 	echo "qemu exited with status $? (stderr: $LOG_DIR/qemu.err)"
 echo "== guest done after $(($(date +%s) - started)) s"
 

@@ -147,7 +147,7 @@ $stock_only || module_sets="patched=$MODULES_DIR"
 # shellcheck disable=SC2086 # $binaries is a list of paths
 make_initramfs "$LOG_DIR/initramfs.cpio.gz" "$stock_dir" "$plan" "$module_sets" $binaries
 echo "== booting (logs: $LOG_DIR/console.log, $LOG_DIR/results.log)"
-boot_retrying_boot_crash "$LOG_DIR" boot_guest "$stock_dir/vmlinuz" "$LOG_DIR/initramfs.cpio.gz" "$LOG_DIR" ||
+boot_retrying_boot_crash "$LOG_DIR" KPHASE boot_guest "$stock_dir/vmlinuz" "$LOG_DIR/initramfs.cpio.gz" "$LOG_DIR" ||
 	echo "qemu exited with status $?"
 echo "== guest done after $(($(date +%s) - started)) s"
 

@@ -49,20 +49,20 @@ boot_guest() {
 		-append "console=ttyS0 panic=-1 reboot=t hugepagesz=1G hugepages=1 hugepagesz=2M hugepages=160 transparent_hugepage=always preempt=full $GUEST_WATCHDOG_ARGS"
 }
 
-# boot_retrying_boot_crash LOG_DIR BOOT_FUNCTION ARGS...
-# A guest kernel that died while it booted, before the init wrote its first
-# phase line (KPHASE, written before it loads any module), has run nothing of
-# ours. QEMU 7.2's TCG crashed the stock Debian kernel that way on a machine
-# whose cores other work kept busy: a double fault in start_kernel right
-# after a cmpxchg16b, with an EFLAGS that held RAX's low bits (once so far, in
-# a run beside stress-ng and two lab tiers). Such a boot is said as KNOWN, its
-# console kept, and booted once more; a second one, or any failure after the
-# first phase began, is judged as always.
+# boot_retrying_boot_crash LOG_DIR MARKER BOOT_FUNCTION ARGS...
+# A guest kernel that died while it booted, before the init wrote MARKER (a
+# line it writes before it loads any module: KPHASE for run.sh's init, KBOOT
+# for the helper's), has run nothing of ours. QEMU 7.2's TCG crashed the stock
+# Debian kernel that way on a machine whose cores other work kept busy: a
+# double fault in start_kernel right after a cmpxchg16b, with an EFLAGS that
+# held RAX's low bits (once so far, in a run beside stress-ng and two lab
+# tiers). Such a boot is said as KNOWN, its console kept, and booted once
+# more; a second one, or any failure after MARKER, is judged as always.
 boot_retrying_boot_crash() {
-	local logs=$1 status=0
-	shift
+	local logs=$1 marker=$2 status=0
+	shift 2
 	"$@" || status=$?
-	if ! grep -aq '^KPHASE' "$logs/results.log" 2>/dev/null &&
+	if ! grep -aq "^$marker" "$logs/results.log" 2>/dev/null &&
 		grep -aqE 'Kernel panic|Oops:' "$logs/console.log" 2>/dev/null; then
 		cp "$logs/console.log" "$logs/console-boot-crash.log"
 		echo "== KNOWN: the guest kernel died while booting, before any test:" \
