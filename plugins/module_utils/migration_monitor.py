@@ -143,9 +143,7 @@ class MigrationMonitor:
         try:
             self._domain.abortJob()
         except self._lv.libvirtError as exc:
-            failure = _action(elapsed, "progress_timeout_abort_failed", None, str(exc))
-            if not any(a.get("error") == failure["error"] for a in outcome.actions):
-                outcome.actions.append(failure)
+            _note_refusal(outcome, elapsed, "progress_timeout_abort", exc)
             return
         outcome.stalled = {"lowest_remaining_bytes": progress.lowest, "progress_at_s": round(progress.at_s, 3),
                            "at_s": round(elapsed, 3)}
@@ -170,9 +168,7 @@ class MigrationMonitor:
                 self._domain.suspend()
                 outcome.paused_by_monitor = True
         except self._lv.libvirtError as exc:
-            failure = _action(elapsed, action + "_failed", None, str(exc))
-            if not any(a.get("error") == failure["error"] for a in outcome.actions):
-                outcome.actions.append(failure)
+            _note_refusal(outcome, elapsed, action, exc)
             return False
         outcome.actions.append(_action(elapsed, action, None))
         return True
@@ -216,6 +212,13 @@ def _sample(stats, elapsed):
         if job_figure(stats, key) is not None:
             sample[key] = stats[key]
     return sample
+
+
+def _note_refusal(outcome, elapsed, action, exc):
+    """Record that libvirt refused action (retried at the next poll): once per distinct error."""
+    failure = _action(elapsed, action + "_failed", None, str(exc))
+    if not any(a.get("error") == failure["error"] for a in outcome.actions):
+        outcome.actions.append(failure)
 
 
 def _action(elapsed, name, value, error=None):

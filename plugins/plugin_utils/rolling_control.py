@@ -7,6 +7,7 @@ import datetime
 import math
 
 from ansible_collections.presplit.kvm.plugins.module_utils.migration_schedule import ScheduleError
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.domain import has_control_characters
 
 WINDOW_EXAMPLE = '2026-12-07T06:00:00Z'
 
@@ -14,7 +15,7 @@ WINDOW_EXAMPLE = '2026-12-07T06:00:00Z'
 def window_end_epoch(window_end):
     """The end of the maintenance window (an ISO 8601 time with its zone) in epoch seconds.
     A time without a zone is refused: the controller's zone and the hosts' may differ."""
-    if not isinstance(window_end, str) or any(ord(char) < 32 or ord(char) == 127 for char in window_end):
+    if not isinstance(window_end, str) or has_control_characters(window_end):
         raise ScheduleError('rolling_maintenance_window_end must be an ISO 8601 time with its zone, such as %s,'
                             ' got %r' % (WINDOW_EXAMPLE, window_end))
     try:
