@@ -48,7 +48,7 @@ from ansible_collections.presplit.kvm.plugins.module_utils.planner_schedule impo
 
 
 def plan_evacuation(hosts, domains, drain, limits=None, max_downtime_ms=300, non_migratable_policy='fail', allow_post_copy=True,
-                    detail='full'):
+                    detail='full', copy_storage='none'):
     """Plan the evacuation of the ``drain`` hosts.  Returns a JSON-able dict; raises PlanningError.
 
     ``hosts`` and ``domains`` are lists of dicts (see the evacuation_plan module
@@ -57,14 +57,16 @@ def plan_evacuation(hosts, domains, drain, limits=None, max_downtime_ms=300, non
     ``summary``, the plan is only its ``summary``, ``shutdown`` and
     ``skipped_hosts``, and a PlanningError's details leave out ``placed``: what
     grows with the number of domains is not built (the waves alone are a fifth
-    of the time for 50,000 migrations).
+    of the time for 50,000 migrations). ``copy_storage`` is live_migrate's for
+    these migrations: with ``none`` a domain on local disks cannot move.
     """
     # Some ten objects per domain and no reference cycles.
     with cycle_collection_paused():
-        return _plan(hosts, domains, drain, limits, max_downtime_ms, non_migratable_policy, allow_post_copy, detail)
+        return _plan(hosts, domains, drain, limits, max_downtime_ms, non_migratable_policy, allow_post_copy, detail,
+                     copy_storage)
 
 
-def _plan(hosts, domains, drain, limits, max_downtime_ms, non_migratable_policy, allow_post_copy, detail):
+def _plan(hosts, domains, drain, limits, max_downtime_ms, non_migratable_policy, allow_post_copy, detail, copy_storage):
     limits = resolve_limits(limits)
     if max_downtime_ms <= 0:
         raise PlanningError('max_downtime_ms must be positive')
@@ -73,7 +75,7 @@ def _plan(hosts, domains, drain, limits, max_downtime_ms, non_migratable_policy,
     if detail not in DETAILS:
         raise PlanningError('detail must be one of %s' % ', '.join(DETAILS))
     hosts_by_name = unique_by_name([Host(spec, limits['host_bandwidth_mib_per_s']) for spec in hosts], 'host')
-    all_domains = unique_by_name([Domain(spec) for spec in domains], 'domain')
+    all_domains = unique_by_name([Domain(spec, copy_storage) for spec in domains], 'domain')
     unknown = sorted(set(drain) - set(hosts_by_name))
     if unknown:
         raise PlanningError('hosts to drain are not in hosts: %s' % ', '.join(unknown))

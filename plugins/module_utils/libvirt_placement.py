@@ -38,6 +38,7 @@ import os
 import re
 import xml.etree.ElementTree as ET
 
+from ansible_collections.presplit.kvm.plugins.module_utils.domain_disks import classify, domain_disks, local_disk_mib, mount_table
 from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.memory import DEFAULT_HUGEPAGE_KIB, memory_backing, scaled_kib
 from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.host import hugetlb_page_counts, thp_mode, thp_shmem_mode
 from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_client import (
@@ -270,6 +271,14 @@ def _wanted(names):
     return set(name.lower() for name in names)
 
 
+def allocated_bytes(path):
+    """The bytes a disk image takes on its filesystem, or None when it cannot be read."""
+    try:
+        return os.stat(path).st_blocks * 512
+    except (OSError, ValueError):
+        return None
+
+
 def gather_placement_facts(conn, host_name, cpu_group=DEFAULT_CPU_GROUP,
                            memory_reserve_mib=DEFAULT_MEMORY_RESERVE_MIB, vcpu_overcommit=DEFAULT_VCPU_OVERCOMMIT,
                            names=None, measure=True, seconds=1, mode=DEFAULT_MODE, timeout=None,
@@ -287,6 +296,11 @@ def gather_placement_facts(conn, host_name, cpu_group=DEFAULT_CPU_GROUP,
         qemu_version = conn.getVersion()
     except Exception:  # pylint: disable=broad-except
         qemu_version = None
+    try:
+        with open(os.path.join(proc_root, 'self', 'mountinfo')) as table:
+            mounts = mount_table(table.read())
+    except OSError:
+        mounts = []
     entries, details, handles, vanished = [], {}, {}, []
     for domain in active_domains(conn):
         try:
@@ -298,6 +312,9 @@ def gather_placement_facts(conn, host_name, cpu_group=DEFAULT_CPU_GROUP,
             continue
         entry, detail = domain_facts(xml, host_name, state, thp_enabled, shmem_enabled, default_hugepage_kib,
                                      qemu_version)
+        disks = domain_disks(xml)
+        classify(disks, mounts)
+        entry['local_disk_mib'], entry['local_disk_top_mib'] = local_disk_mib(disks, allocated_bytes)
         entries.append(entry)
         details[name] = detail
         handles[name] = domain

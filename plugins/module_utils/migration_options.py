@@ -12,6 +12,7 @@ production) so this file imports without python3-libvirt.
 import ipaddress
 import re
 
+from ansible_collections.presplit.kvm.plugins.module_utils.domain_disks import COPY_STORAGE
 from ansible_collections.presplit.kvm.plugins.module_utils.option_checks import option_problem
 from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.domain import DEFAULT_URI
 
@@ -33,6 +34,8 @@ ARGUMENT_SPEC = dict(
     tunnelled=dict(type="bool", default=False),
     persistent=dict(type="bool", default=True),
     undefine_source=dict(type="bool", default=True),
+    copy_storage=dict(type="str", choices=list(COPY_STORAGE), default="none"),
+    copy_storage_disks=dict(type="list", elements="str"),
     bandwidth_mib_per_s=dict(type="int", default=0, aliases=["bandwidth"]),
     max_downtime_ms=dict(type="int", default=500, aliases=["max_downtime"]),
     downtime_steps=dict(type="int", default=10),
@@ -72,7 +75,7 @@ RANGES = {
 
 # Options that end up in a libvirt URI, a lookup or a message: no control characters.
 TEXT_OPTIONS = ("name", "uri", "destination_uri", "destination_host", "migration_uri", "migration_address",
-                "tls_destination")
+                "tls_destination", "copy_storage_disks")
 
 # What to give instead of a host option for a URI with more than a host.
 URI_INSTEAD = {
@@ -183,6 +186,12 @@ def validate(params):
         raise MigrationOptionError("parallel_connections cannot be combined with tunnelled migration")
     if tunnelled and params.get("tls"):
         raise MigrationOptionError("tls (QEMU native TLS) cannot be combined with tunnelled migration")
+    if tunnelled and params.get("copy_storage") not in (None, "none"):
+        raise MigrationOptionError("copy_storage cannot be combined with tunnelled migration: libvirt copies disks"
+                                   " over NBD connections of their own, beside the migration stream")
+    disks = params.get("copy_storage_disks")
+    if disks is not None and (not disks or not all(disks) or len(set(disks)) != len(disks)):
+        raise MigrationOptionError("copy_storage_disks must list disk targets (such as vda), each once, got %r" % disks)
     if params.get("undefine_source") and not params.get("persistent"):
         raise MigrationOptionError(
             "undefine_source without persistent would leave the domain defined nowhere")
@@ -199,9 +208,14 @@ def validate(params):
         raise MigrationOptionError("parallel_connections must be 0 (off) or at least 2")
 
 
-def migration_flags(params, lv):
-    """The virDomainMigrateFlags bitmask for params; lv holds the VIR_MIGRATE_* constants."""
+def migration_flags(params, lv, copy_disks=()):
+    """The virDomainMigrateFlags bitmask for params; lv holds the VIR_MIGRATE_* constants.
+    copy_disks: the disk targets the migration copies (domain_disks.disks_to_copy); none
+    means no storage copy whatever copy_storage says (libvirt would copy every disk it
+    does not know to be shared, network disks included)."""
     flags = lv.VIR_MIGRATE_LIVE | lv.VIR_MIGRATE_ABORT_ON_ERROR
+    if copy_disks:
+        flags |= lv.VIR_MIGRATE_NON_SHARED_INC if params.get("copy_storage") == "top" else lv.VIR_MIGRATE_NON_SHARED_DISK
     optional = (
         ("peer_to_peer", lv.VIR_MIGRATE_PEER2PEER),
         ("tunnelled", lv.VIR_MIGRATE_TUNNELLED),
@@ -219,12 +233,16 @@ def migration_flags(params, lv):
     return flags
 
 
-def migration_params(params, lv, downtime_ms=None):
-    """The VIR_MIGRATE_PARAM_* typed parameters for migrate3/migrateToURI3.
+def migration_params(params, lv, copy_disks=()):
+    """The VIR_MIGRATE_PARAM_* typed parameters for migrate3/migrateToURI3; copy_disks as
+    for migration_flags.
 
     Only parameters the user set are passed, so libvirt's defaults apply otherwise.
     """
     typed = {}
+    if copy_disks:
+        # libvirt-python turns a list into repeated typed parameters for this key.
+        typed[lv.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = list(copy_disks)
     data_uri = migration_data_uri(params)
     if data_uri:
         typed[lv.VIR_MIGRATE_PARAM_URI] = data_uri

@@ -13,6 +13,7 @@ import threading
 import time
 
 from ansible_collections.presplit.kvm.plugins.module_utils import libvirt_client
+from ansible_collections.presplit.kvm.plugins.module_utils.domain_disks import DiskProblem, disks_to_copy
 from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_client import (
     LibvirtClientError,
     domain_presence,
@@ -35,6 +36,7 @@ from ansible_collections.presplit.kvm.plugins.module_utils.migration_options imp
     migration_params,
     validate,
 )
+from ansible_collections.presplit.kvm.plugins.module_utils.storage_copy import DestinationImages, source_disks
 
 
 class MigrationFailed(Exception):
@@ -167,9 +169,47 @@ def destination_after_failure(probe, attempts=DESTINATION_CHECK_ATTEMPTS, delay_
     raise error
 
 
-def recover_after_failure(source_conn, probe, uuid, outcome, created_nothing_before):
-    """After a failed migration: resume a guest we paused, drop an inactive definition the
-    migration left on the destination, and check where the domain is. Returns a sentence."""
+def plan_storage(params, result, source_domain, dest_conn):
+    """The disk targets the migration copies and their DestinationImages, with
+    result["storage"] filled in; raises MigrationFailed (nothing moved) when the domain's
+    disks and copy_storage do not make a safe migration."""
+    disks = source_disks(source_domain)
+    try:
+        targets = disks_to_copy(params["copy_storage"], params["copy_storage_disks"], disks)
+        images = DestinationImages(dest_conn, [disk for disk in disks if disk.target in targets])
+        if targets and params["copy_storage"] == "top":
+            images.check_top()
+    except DiskProblem as exc:
+        raise MigrationFailed("domain %s: %s; nothing was migrated" % (source_domain.name(), exc), result)
+    result["storage"] = {
+        "copy_storage": params["copy_storage"],
+        "copied_disks": targets,
+        "disks": [{"target": disk.target, "type": disk.kind, "path": disk.path, "filesystem": disk.filesystem,
+                   "readonly": disk.readonly, "shareable": disk.shareable, "copied": disk.target in targets}
+                  for disk in disks],
+        "created_on_destination": [],
+    }
+    return targets, images
+
+
+def drop_created_images(source_conn, dest_conn, uuid, images):
+    """After a failure: delete the disk images the attempt created on the destination, but
+    only while the domain runs on the source and not on the destination (else they may hold
+    its only current disks). Returns what was done, as sentences."""
+    try:
+        source_domain = find_domain(source_conn, uuid)
+        dest_domain = find_domain(dest_conn, uuid)
+    except LibvirtClientError as exc:
+        return ["left the disk images the migration created on the destination: %s" % exc]
+    if source_domain is None or not source_domain.isActive() or (dest_domain is not None and dest_domain.isActive()):
+        return []
+    return images.remove_created(dest_conn)
+
+
+def recover_after_failure(source_conn, probe, uuid, outcome, created_nothing_before, images):
+    """After a failed migration: resume a guest we paused, drop an inactive definition and
+    the disk images the migration left on the destination, and check where the domain is.
+    Returns a sentence."""
     lv = libvirt_client.libvirt
     notes = []
     source_domain = find_domain(source_conn, uuid)
@@ -188,6 +228,7 @@ def recover_after_failure(source_conn, probe, uuid, outcome, created_nothing_bef
         leftover.undefine()
         notes.append("undefined the inactive copy the migration left on the destination")
         leftover = find_domain(dest_conn, uuid)
+    notes.extend(drop_created_images(source_conn, dest_conn, uuid, images))
     dest_state = libvirt_client.domain_state(leftover) if leftover is not None else "absent"
     notes.append("domain is %s on the source and %s on the destination" % (source_state, dest_state))
     return "; ".join(notes)
@@ -271,6 +312,8 @@ def run(params, check_mode):
             exc, libvirt_client.domain_state(source_domain) if source_domain is not None else "absent"), result)
     clock.lap("destination_wait")
     already_migrated = check_destination(params, result, source_domain, dest_conn)
+    if not already_migrated:
+        copy_disks, images = plan_storage(params, result, source_domain, dest_conn)
     clock.lap("checks")
     if already_migrated:
         return result
@@ -278,6 +321,9 @@ def run(params, check_mode):
     result["changed"] = True
     if check_mode:
         return result
+    if copy_disks and params["copy_storage"] == "top":
+        images.create_top(source_domain)
+        result["storage"]["created_on_destination"] = images.created_paths()
 
     schedule = []
     if params["max_downtime_ms"]:
@@ -291,12 +337,16 @@ def run(params, check_mode):
         clock.lap("mappings")
         started_at = time.time()
         call = start_migration_call(params, result["uuid"], probe.conn, dest_uri,
-                                    migration_flags(params, lv), migration_params(params, lv))
+                                    migration_flags(params, lv, copy_disks), migration_params(params, lv, copy_disks))
         monitor = MigrationMonitor(source_domain, call, lv, params["poll_interval_s"], schedule, deadline_s,
                                    params["completion_timeout_action"], on_sample=mappings.sample,
                                    progress_timeout_s=params["progress_timeout_s"] or None)
         outcome = monitor.run()
         clock.lap("migration")
+    except Exception:
+        # Before the migration could start (the source connection of its call, say).
+        drop_created_images(source_conn, probe.conn, result["uuid"], images)
+        raise
     finally:
         result["source_mappings"] = mappings.finish()
     result.update(progress=progress_summary(outcome.samples), actions=outcome.actions,
@@ -306,7 +356,7 @@ def run(params, check_mode):
         result["changed"] = outcome.paused_by_monitor or outcome.post_copy_started
         probe.join()
         created_nothing_before = probe.domain_before is None or probe.domain_before["active"]
-        state = recover_after_failure(source_conn, probe, result["uuid"], outcome, created_nothing_before)
+        state = recover_after_failure(source_conn, probe, result["uuid"], outcome, created_nothing_before, images)
         raise MigrationFailed("%s; %s" % (describe_failure(params, outcome, deadline_s, memory, probe), state),
                               result)
     dest_conn = probe.connection()

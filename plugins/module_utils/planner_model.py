@@ -6,6 +6,7 @@ limits), one planned migration (``Migration``), the error it raises and the valu
 its inputs may take.
 """
 
+from ansible_collections.presplit.kvm.plugins.module_utils.domain_disks import COPY_STORAGE
 from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.modes import KERNEL_MODES
 
 BACKINGS = ('none', 'thp', 'hugetlb-2M', 'hugetlb-1G')
@@ -77,9 +78,12 @@ class Host:
 
 class Domain:
     __slots__ = ('name', 'host', 'memory_mib', 'vcpus', 'backing', 'resource', 'amount', 'footprint_mib',
-                 'anti_affinity', 'not_migratable_because', 'dirty_rate_mib_per_s', 'cpu_group')
+                 'anti_affinity', 'not_migratable_because', 'dirty_rate_mib_per_s', 'cpu_group', 'disk_copy_mib')
 
-    def __init__(self, spec):
+    def __init__(self, spec, copy_storage='none'):
+        """``spec`` as evacuation_plan takes a domain; ``copy_storage`` as live_migrate will
+        migrate it: what of its local disks (placement_facts' ``local_disk_mib``, whole
+        chains, and ``local_disk_top_mib``, top images) the migration copies."""
         self.name = _required(spec, 'name', 'domain')
         self.host = _required(spec, 'host', 'domain %s' % self.name)
         self.memory_mib = _non_negative(spec.get('memory_mib'), 'memory_mib', self.name)
@@ -108,6 +112,14 @@ class Domain:
             self.not_migratable_because = 'marked not migratable'
         else:
             self.not_migratable_because = None
+        local_disk_mib = _non_negative(spec.get('local_disk_mib') or 0, 'local_disk_mib', self.name)
+        local_disk_top_mib = _non_negative(spec.get('local_disk_top_mib') or 0, 'local_disk_top_mib', self.name)
+        if copy_storage not in COPY_STORAGE:
+            raise PlanningError('copy_storage must be one of %s' % ', '.join(COPY_STORAGE))
+        self.disk_copy_mib = {'all': local_disk_mib, 'top': local_disk_top_mib}.get(copy_storage, 0)
+        if self.not_migratable_because is None and copy_storage == 'none' and local_disk_mib:
+            # presplit.kvm.live_migrate refuses it: its disks would be left behind.
+            self.not_migratable_because = 'on local disks (%d MiB) and copy_storage is none' % local_disk_mib
         self.dirty_rate_mib_per_s = float(_non_negative(spec.get('dirty_rate_mib_per_s') or 0, 'dirty_rate_mib_per_s', self.name))
         self.cpu_group = spec.get('cpu_group')
 
@@ -118,7 +130,7 @@ class Migration:
     Filled in step by step; an attribute is None until its step has run:
 
     - placement: what moves where, the domain's figures the prediction uses
-      (``memory_mib``, ``backing``, ``dirty_rate_mib_per_s``) and whether its source
+      (``memory_mib``, ``backing``, ``dirty_rate_mib_per_s``, ``disk_copy_mib``) and whether its source
       pre-splits its huge pages (``presplit``);
     - the estimate, predicted on an otherwise idle path (``estimate_s``,
       ``estimate_mib``): the scheduler orders the work by it, the lower bounds start
@@ -133,6 +145,7 @@ class Migration:
     """
 
     __slots__ = ('domain', 'source', 'destination', 'memory_mib', 'backing', 'presplit', 'dirty_rate_mib_per_s',
+                 'disk_copy_mib',
                  'estimate_bandwidth', 'estimate', 'estimate_s', 'estimate_mib',
                  'bandwidth_mib_per_s', 'mode', 'reason', 'iterations', 'transferred_mib', 'duration_s', 'downtime_ms',
                  'throttle_pct', 'start_s', 'end_s',
@@ -147,6 +160,7 @@ class Migration:
         self.backing = domain.backing
         self.presplit = domain.backing != 'none' and source.kernel_mode == 'patched'
         self.dirty_rate_mib_per_s = domain.dirty_rate_mib_per_s
+        self.disk_copy_mib = domain.disk_copy_mib
         self.estimate_bandwidth = self.estimate = self.estimate_s = self.estimate_mib = None
         self.bandwidth_mib_per_s = self.mode = self.reason = self.iterations = self.transferred_mib = None
         self.duration_s = self.downtime_ms = self.throttle_pct = self.start_s = self.end_s = None
@@ -184,6 +198,7 @@ class Migration:
             'backing': self.backing,
             'presplit': self.presplit,
             'dirty_rate_mib_per_s': round(self.dirty_rate_mib_per_s, FIGURE_DIGITS),
+            'disk_copy_mib': self.disk_copy_mib,
             'bandwidth_mib_per_s': round(self.bandwidth_mib_per_s, FIGURE_DIGITS),
             'mode': self.mode,
             'reason': self.reason,

@@ -20,8 +20,13 @@ AUTO_CONVERGE_ACCEPTABLE_PCT = 50
 MAX_PRECOPY_ITERATIONS = 30
 
 
-def predict_migration(memory_mib, dirty_rate_mib_per_s, bandwidth_mib_per_s, max_downtime_ms, backing='none', allow_post_copy=True):
+def predict_migration(memory_mib, dirty_rate_mib_per_s, bandwidth_mib_per_s, max_downtime_ms, backing='none', allow_post_copy=True,
+                      disk_mib=0):
     """Predict one live migration.
+
+    A migration that copies disk_mib MiB of disks (live_migrate's copy_storage) sends them
+    first: libvirt starts the memory once its disk mirrors are in sync. Their time and
+    MiB add to the memory's; the disk writes during the copy are left out.
 
     Pre-copy: pass 0 sends all memory; pass i re-sends what was dirtied during
     pass i-1 (dirty rate x pass duration, at most all memory).  Once what is
@@ -32,7 +37,15 @@ def predict_migration(memory_mib, dirty_rate_mib_per_s, bandwidth_mib_per_s, max
     ``downtime_ms`` (None for post-copy: the guest runs on the destination
     while pages are pulled) and ``throttle_pct``.
     """
-    bandwidth = float(bandwidth_mib_per_s)
+    prediction = _predict_memory(memory_mib, dirty_rate_mib_per_s, float(bandwidth_mib_per_s), max_downtime_ms, backing,
+                                 allow_post_copy)
+    if disk_mib:
+        prediction['transferred_mib'] += disk_mib
+        prediction['duration_s'] += disk_mib / float(bandwidth_mib_per_s)
+    return prediction
+
+
+def _predict_memory(memory_mib, dirty_rate_mib_per_s, bandwidth, max_downtime_ms, backing, allow_post_copy):
     budget_mib = bandwidth * max_downtime_ms / 1000.0
     plain = _precopy(memory_mib, dirty_rate_mib_per_s, bandwidth, budget_mib, throttled=False)
     if plain is not None:
@@ -70,7 +83,7 @@ def predict_for(migration, bandwidth_mib_per_s, max_downtime_ms, allow_post_copy
     PlanningError names the domain."""
     try:
         return predict_migration(migration.memory_mib, migration.dirty_rate_mib_per_s, bandwidth_mib_per_s, max_downtime_ms,
-                                 migration.backing, allow_post_copy)
+                                 migration.backing, allow_post_copy, migration.disk_copy_mib)
     except PlanningError as error:
         raise PlanningError('domain %s: %s' % (migration.domain, error.message), {'domain': migration.domain})
 

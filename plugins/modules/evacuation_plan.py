@@ -141,6 +141,17 @@ options:
         description: Measured dirty page rate in MiB/s (libvirt C(dirtyrate) domain stats), 0 to 1048576.
         type: float
         default: 0
+      local_disk_mib:
+        description:
+          - MiB of data on the domain's disks on a filesystem of its host alone, whole backing chains (what
+            M(presplit.kvm.placement_facts) reports), 0 to 1099511627776. What O(copy_storage=all) copies.
+          - With O(copy_storage=none), more than 0 makes the domain not migratable.
+        type: int
+        default: 0
+      local_disk_top_mib:
+        description: The same for the top images alone, what O(copy_storage=top) copies, 0 to 1099511627776.
+        type: int
+        default: 0
       cpu_group:
         description: CPU group the domain needs. Unset means the CPU group of its host.
         type: str
@@ -184,6 +195,16 @@ options:
     description: Whether post-copy may be chosen for domains whose pre-copy does not converge.
     type: bool
     default: true
+  copy_storage:
+    description:
+      - The O(presplit.kvm.live_migrate#module:copy_storage) the migrations will run with. V(all) and V(top) add the
+        disk data they copy (O(domains[].local_disk_mib) or O(domains[].local_disk_top_mib)) to each migration's
+        transfer and duration, sent before its memory; V(none) makes a domain on local disks not migratable, since
+        the module refuses to leave its disks behind.
+      - The destination's free disk space is not checked.
+    type: str
+    choices: [none, all, top]
+    default: none
   non_migratable_policy:
     description:
       - What to do with pinned or not migratable domains on the hosts to drain.
@@ -292,7 +313,8 @@ waves:
     migrations:
       description:
         - One entry per migration, longest first, with C(domain), C(source), C(destination), C(memory_mib), C(backing),
-          C(presplit) (pre-split possible on the source), C(dirty_rate_mib_per_s), C(bandwidth_mib_per_s) (cap to set
+          C(presplit) (pre-split possible on the source), C(dirty_rate_mib_per_s), C(disk_copy_mib) (disk data the
+          migration copies first, see O(copy_storage)), C(bandwidth_mib_per_s) (cap to set
           on the migration), C(mode) (C(pre_copy), C(auto_converge) or C(post_copy)), C(reason), C(iterations)
           (pre-copy passes), C(throttle_pct), C(transferred_mib), C(duration_s), C(downtime_ms) (null for post-copy),
           C(start_s), C(end_s) and C(wave).
@@ -315,6 +337,7 @@ waves:
           backing: hugetlb-1G
           presplit: true
           dirty_rate_mib_per_s: 120.0
+          disk_copy_mib: 0
           bandwidth_mib_per_s: 1192.0
           mode: pre_copy
           reason: pre-copy converges after 2 pass(es)
@@ -444,6 +467,7 @@ not_migratable:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.presplit.kvm.plugins.module_utils.domain_disks import COPY_STORAGE
 from ansible_collections.presplit.kvm.plugins.module_utils.entry_checks import checked_entries
 from ansible_collections.presplit.kvm.plugins.module_utils.evacuation_planner import plan_evacuation
 from ansible_collections.presplit.kvm.plugins.module_utils.gc_pause import cycle_collection_paused
@@ -464,6 +488,8 @@ DOMAIN_RANGES = {
     'vcpus': (1, 4096),
     'hugepages': (1, 1 << 39),
     'dirty_rate_mib_per_s': (0, 1 << 20),
+    'local_disk_mib': (0, 1 << 40),
+    'local_disk_top_mib': (0, 1 << 40),
 }
 LIMIT_RANGES = {
     'max_outgoing_per_host': (1, 1000),
@@ -500,6 +526,8 @@ DOMAIN_SPEC = dict(
     pinned=dict(type='bool', default=False),
     migratable=dict(type='bool', default=True),
     dirty_rate_mib_per_s=dict(type='float', default=0),
+    local_disk_mib=dict(type='int', default=0),
+    local_disk_top_mib=dict(type='int', default=0),
     cpu_group=dict(type='str'),
 )
 
@@ -515,6 +543,7 @@ ARGUMENT_SPEC = dict(
     limits=dict(type='dict', default={}, options=LIMITS_SPEC, apply_defaults=True),
     max_downtime_ms=dict(type='int', default=300),
     allow_post_copy=dict(type='bool', default=True),
+    copy_storage=dict(type='str', choices=list(COPY_STORAGE), default='none'),
     non_migratable_policy=dict(type='str', choices=list(NON_MIGRATABLE_POLICIES), default='fail'),
     detail=dict(type='str', choices=list(DETAILS), default='summary'),
 )
@@ -563,7 +592,8 @@ def plan_as_asked():
         plan = plan_evacuation(params['hosts'], params['domains'], params['drain'], limits=params['limits'],
                                max_downtime_ms=params['max_downtime_ms'],
                                non_migratable_policy=params['non_migratable_policy'],
-                               allow_post_copy=params['allow_post_copy'], detail=params['detail'])
+                               allow_post_copy=params['allow_post_copy'], detail=params['detail'],
+                               copy_storage=params['copy_storage'])
     except PlanningError as error:
         module.fail_json(msg=error.message, invocation=invocation, **error.details)
     count = plan['summary']['without_presplit']

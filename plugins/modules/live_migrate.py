@@ -99,6 +99,34 @@ options:
     description: Undefine the domain on the source once the migration succeeded. Requires O(persistent).
     type: bool
     default: true
+  copy_storage:
+    description:
+      - Copy the domain's disks to the destination during the migration, for guests on storage the destination
+        cannot see (local qcow2 or raw files).
+      - V(none) copies nothing, and refuses a domain with a writable disk on a filesystem of the source alone (anything
+        but NFS, CIFS/SMB, CephFS, GlusterFS, GFS2, OCFS2, GPFS, BeeGFS, AFS, Quobyte, as libvirt judges it), since the
+        guest would then run over whatever file has that path on the destination.
+      - V(all) copies every image of each disk's chain into one image on the destination (C(VIR_MIGRATE_NON_SHARED_DISK));
+        libvirt creates it in the destination's storage pool whose target is the image's directory, or writes into an
+        image that exists there already.
+      - V(top) copies only each disk's top qcow2 image (C(VIR_MIGRATE_NON_SHARED_INC)); the destination must have the
+        backing images at the same paths (an image cache), and a storage pool whose target is the top image's
+        directory, where the module creates the top image first. An image already there is refused.
+      - Without O(copy_storage_disks) the disks copied are the writable files on a filesystem of the source alone; network
+        disks and block devices (assumed shared, as on a SAN) are never copied unless listed there.
+      - After a failed migration the module deletes the images it and libvirt created on the destination (those it saw
+        missing before, through a storage pool). After a successful one the source's images stay on the source.
+      - Cannot be combined with O(tunnelled).
+    type: str
+    choices: [none, all, top]
+    default: none
+  copy_storage_disks:
+    description:
+      - The disk targets to copy (for example C([vda, vdb])) instead of every disk on a local filesystem, for a block device
+        that is local to the source (LVM; the destination must have a device at the same path). Must include every
+        writable disk on a local filesystem. Requires O(copy_storage) V(all) or V(top).
+    type: list
+    elements: str
   bandwidth_mib_per_s:
     description: Bandwidth limit of the migration in MiB/s, 0 to 1048576; C(0) for no limit.
     type: int
@@ -227,6 +255,12 @@ EXAMPLES = r"""
     completion_timeout_s_per_gib: 120
     completion_timeout_action: postcopy
 
+- name: Move a guest on local qcow2 disks, copying them during the migration
+  presplit.kvm.live_migrate:
+    name: app1
+    destination_host: h2
+    copy_storage: all
+
 - name: Only check that db1 could move to h3
   presplit.kvm.live_migrate:
     name: db1
@@ -291,6 +325,34 @@ checks:
     destination_free_memory_bytes: 20000000000
     destination_memory: free, buffer and page-cache memory
     cpu: {result: skipped, detail: domain defines no CPU model}
+storage:
+  description: The domain's disks and what the migration copies of them.
+  returned: when the domain runs on the source and not yet on the destination
+  type: dict
+  contains:
+    copy_storage:
+      description: O(copy_storage) as given.
+      type: str
+    copied_disks:
+      description: Targets of the disks the migration copies (empty when it copies none).
+      type: list
+      elements: str
+    disks:
+      description:
+        - Each disk with C(target), C(type) (file, block, network, volume), C(path), C(filesystem) (of a file, on the
+          source), C(readonly), C(shareable) and C(copied).
+      type: list
+      elements: dict
+    created_on_destination:
+      description: Top images the module created on the destination before the migration (O(copy_storage=top)).
+      type: list
+      elements: str
+  sample:
+    copy_storage: all
+    copied_disks: [vda]
+    disks: [{target: vda, type: file, path: /var/lib/libvirt/images/app1.qcow2, filesystem: ext4, readonly: false,
+             shareable: false, copied: true}]
+    created_on_destination: []
 destination:
   description: The domain as found on the destination afterwards (name, uuid, active, persistent, state).
   returned: when the domain runs on the destination
@@ -397,7 +459,7 @@ timings_s:
     - Wall time of the module's steps, in seconds, each from the end of the one before; a step the module did not
       reach is missing. C(source) connecting to the source and reading the domain; C(destination_wait) waiting for
       the destination connection (opened beside the source's); C(checks) the destination checks (namesake, memory,
-      CPU); C(mappings) the first read of the guest's huge mappings; C(migration) the migration call, its polls
+      CPU) and the disks'; C(mappings) the first read of the guest's huge mappings; C(migration) the migration call, its polls
       included; C(after) the completed job's statistics and the destination's domain.
     - What the module adds to the migration itself (what C(virsh migrate) also spends on its connections aside);
       the Python start-up before them is not counted.

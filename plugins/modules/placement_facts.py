@@ -227,7 +227,12 @@ domains:
     - Active domains (those of O(domains) when set), each one element of the planner's
       O(presplit.kvm.evacuation_plan#module:domains), sorted by name.
     - Keys C(name), C(host), C(memory_mib), C(vcpus), C(backing), C(anti_affinity), C(pinned), C(migratable),
-      C(dirty_rate_mib_per_s), and C(cpu_group) when the domain's metadata sets one.
+      C(dirty_rate_mib_per_s), C(local_disk_mib) and C(local_disk_top_mib), and C(cpu_group) when the domain's metadata
+      sets one.
+    - C(local_disk_mib) is the data on the domain's writable disks that are files on a filesystem of this host alone
+      (not NFS, CIFS, CephFS, GlusterFS, GFS2, OCFS2 and the like), whole backing chains, in MiB allocated (at least 1
+      per image); C(local_disk_top_mib) the same for the top images alone. They are what a migration with
+      O(presplit.kvm.live_migrate#module:copy_storage) V(all) or V(top) copies. Both 0 without such disks.
   returned: success
   type: list
   elements: dict
@@ -241,6 +246,8 @@ domains:
       pinned: false
       migratable: true
       dirty_rate_mib_per_s: 120.0
+      local_disk_mib: 0
+      local_disk_top_mib: 0
 dirty_rate:
   description:
     - Per measured domain, C(status) (C(measured), C(skipped), C(unsupported), C(vanished), C(failed) or C(timeout)),

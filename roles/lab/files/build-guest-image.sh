@@ -6,8 +6,10 @@
 #
 # The kernel is Debian's, extracted from the cached linux-image-*-unsigned
 # package in DEB_DIR (see kernel-patch/fetch-debian.sh).  The initramfs holds
-# busybox (static, also as /bin/sh), this directory's guest-init.sh as /init and the workload
-# compiled with gcc -static.  Results are cached in CACHE_DIR under a key of
+# busybox (static, also as /bin/sh), this directory's guest-init.sh as /init, the workload
+# compiled with gcc -static, and the kernel's virtio_blk module (for guests with a disk).
+# The workload is kept beside them as presplit-guest, which makes backing images
+# (lab-guest-disk.sh).  Results are cached in CACHE_DIR under a key of
 # every input, so a changed workload builds a new image and an unchanged one
 # costs nothing.  Builds go to a temporary folder and are renamed into place,
 # so labs starting at the same time never see a half-written image.
@@ -32,16 +34,20 @@ if [ ! -s "$out/initrd.img" ]; then
 	work=$(mktemp -d "$cache_dir/.build-XXXXXX")
 	chmod 0755 "$work"
 	trap 'rm -rf "$work"' EXIT
-	dpkg-deb --fsys-tarfile "$image_deb" | tar -x -C "$work" --wildcards './boot/vmlinuz-*'
+	dpkg-deb --fsys-tarfile "$image_deb" | tar -x -C "$work" --wildcards './boot/vmlinuz-*' \
+		'./lib/modules/*/kernel/drivers/block/virtio_blk.ko.xz'
 	mv "$work"/boot/vmlinuz-* "$work/vmlinuz"
 	root="$work/root"
-	mkdir -p "$root/bin" "$root/proc" "$root/sys" "$root/dev"
+	mkdir -p "$root/bin" "$root/proc" "$root/sys" "$root/dev" "$root/lib/modules"
+	# busybox insmod takes an uncompressed module.
+	xz -dc "$work"/lib/modules/*/kernel/drivers/block/virtio_blk.ko.xz >"$root/lib/modules/virtio_blk.ko"
 	cp /bin/busybox "$root/bin/busybox"
 	ln -s busybox "$root/bin/sh"
 	gcc -O2 -static -Wall -Wextra -o "$root/bin/presplit-guest" "$here/presplit-guest.c"
+	cp "$root/bin/presplit-guest" "$work/presplit-guest"
 	install -m 0755 "$here/guest-init.sh" "$root/init"
 	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1 >"$work/initrd.img")
-	rm -rf "${root:?}" "${work:?}/boot"
+	rm -rf "${root:?}" "${work:?}/boot" "${work:?}/lib"
 	trap - EXIT
 	if ! mv -T "$work" "$out" 2>/dev/null; then
 		rm -rf "$work"	# another lab built the same image first
@@ -49,3 +55,4 @@ if [ ! -s "$out/initrd.img" ]; then
 fi
 echo "KERNEL=$out/vmlinuz"
 echo "INITRD=$out/initrd.img"
+echo "WORKLOAD=$out/presplit-guest"

@@ -18,14 +18,7 @@ xml=$4
 caps_cache=${5:-}
 changed=false
 
-where=
-for f in "$LAB_NS_DIR"/h*.mnt; do
-	h=$(basename "$f" .mnt)
-	if host_enter "$h" virsh -q -c qemu:///system dominfo "$name" >/dev/null 2>&1; then
-		where=$h
-		break
-	fi
-done
+where=$(guest_host "$name")
 if [ -z "$where" ]; then
 	host_enter "$host" virsh -q -c qemu:///system define "$xml" >/dev/null
 	where=$host

@@ -96,4 +96,18 @@ done
 if [ -n "$caps_cache" ]; then
 	publish_caps "$host_caps" "$caps_cache"
 fi
+
+# A storage pool over the host's image directory, as a hypervisor has one:
+# libvirt creates a disk copy there when a guest migrates with copy_storage.
+virsh_host() { host_enter "$host" virsh -q -c qemu:///system "$@"; }
+if ! virsh_host pool-info images >/dev/null 2>&1; then
+	host_enter "$host" mkdir -p /var/lib/libvirt/images
+	virsh_host pool-define-as images dir --target /var/lib/libvirt/images >/dev/null
+	virsh_host pool-autostart images >/dev/null
+	changed=true
+fi
+if ! virsh_host pool-info images | grep -q '^State: *running'; then
+	virsh_host pool-start images >/dev/null
+	changed=true
+fi
 if $changed; then echo changed; fi

@@ -39,6 +39,19 @@ host_enter() {
 		--wd=/ -- "$@"
 }
 
+# The lab host that has domain $1 defined (running or not), or nothing: a
+# migrated guest is defined on its last host only.
+guest_host() {
+	for _f in "$LAB_NS_DIR"/h*.mnt; do
+		_h=$(basename "$_f" .mnt)
+		if host_enter "$_h" virsh -q -c qemu:///system dominfo "$1" >/dev/null 2>&1; then
+			echo "$_h"
+			return 0
+		fi
+	done
+	return 0
+}
+
 is_mountpoint() { mountpoint -q "$1" 2>/dev/null; }
 
 netns_exists() { [ -e "/run/netns/$1" ]; }

@@ -590,3 +590,52 @@ def test_large_random_fleet_plans_within_limits():
     plan = plan_evacuation(hosts, domains, ['h%03d' % i for i in range(6)], limits={'max_parallel_per_cluster': 4})
     assert plan['summary']['migrations'] == sum(1 for d in domains if d['host'] < 'h006')
     assert max(len(w['migrations']) for w in plan['waves']) <= 4
+
+
+# ------------------------------------------------------------------ local disks (copy_storage)
+
+def test_disk_copy_is_sent_before_the_memory():
+    memory_only = predict_migration(1000, 0, 100, 300)
+    with_disk = predict_migration(1000, 0, 100, 300, disk_mib=500)
+    assert with_disk['transferred_mib'] == pytest.approx(memory_only['transferred_mib'] + 500)
+    assert with_disk['duration_s'] == pytest.approx(memory_only['duration_s'] + 5.0)
+    assert (with_disk['mode'], with_disk['downtime_ms']) == (memory_only['mode'], memory_only['downtime_ms'])
+
+
+@pytest.mark.parametrize('copy_storage, copied', [('all', 3000), ('top', 500)])
+def test_copy_storage_counts_the_disks_it_copies(copy_storage, copied):
+    hosts = [host('h1'), host('h2')]
+    domains = [domain('d', 'h1', memory=1000, local_disk_mib=3000, local_disk_top_mib=500)]
+    plan = plan_evacuation(hosts, domains, ['h1'], limits={'host_bandwidth_mib_per_s': 100}, copy_storage=copy_storage)
+    [migration] = migrations_of(plan)
+    assert migration['disk_copy_mib'] == copied
+    assert migration['transferred_mib'] == pytest.approx(1000 + copied)
+    assert migration['duration_s'] == pytest.approx((1000 + copied) / 100.0)
+    assert plan['summary']['transferred_mib'] == pytest.approx(1000 + copied)
+
+
+def test_without_copy_storage_a_domain_on_local_disks_cannot_move():
+    hosts = [host('h1'), host('h2')]
+    domains = [domain('d', 'h1', local_disk_mib=3000, local_disk_top_mib=500), domain('shared', 'h1')]
+    with pytest.raises(PlanningError) as error:
+        plan_evacuation(hosts, domains, ['h1'])
+    assert 'd (on local disks (3000 MiB) and copy_storage is none)' in error.value.message
+    assert error.value.details['not_migratable'] == [
+        {'domain': 'd', 'reason': 'on local disks (3000 MiB) and copy_storage is none'}]
+    plan = plan_evacuation(hosts, domains, ['h1'], non_migratable_policy='shutdown_and_restart')
+    assert [entry['domain'] for entry in plan['shutdown']] == ['d']
+    assert [m['disk_copy_mib'] for m in migrations_of(plan)] == [0]
+
+
+@pytest.mark.parametrize('spec, message', [
+    ({'local_disk_mib': -1}, 'local_disk_mib must not be negative'),
+    ({'local_disk_top_mib': -5}, 'local_disk_top_mib must not be negative'),
+])
+def test_disk_figures_are_checked(spec, message):
+    with pytest.raises(PlanningError, match=message):
+        plan_evacuation([host('h1'), host('h2')], [domain('d', 'h1', **spec)], ['h1'], copy_storage='all')
+
+
+def test_unknown_copy_storage_is_refused():
+    with pytest.raises(PlanningError, match='copy_storage must be one of none, all, top'):
+        plan_evacuation([host('h1'), host('h2')], [domain('d', 'h1')], ['h1'], copy_storage='some')

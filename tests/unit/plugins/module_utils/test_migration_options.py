@@ -16,10 +16,11 @@ FAKE_LV = types.SimpleNamespace(**{
         "VIR_MIGRATE_LIVE", "VIR_MIGRATE_ABORT_ON_ERROR", "VIR_MIGRATE_PEER2PEER",
         "VIR_MIGRATE_TUNNELLED", "VIR_MIGRATE_PERSIST_DEST", "VIR_MIGRATE_UNDEFINE_SOURCE",
         "VIR_MIGRATE_AUTO_CONVERGE", "VIR_MIGRATE_POSTCOPY", "VIR_MIGRATE_TLS",
-        "VIR_MIGRATE_COMPRESSED", "VIR_MIGRATE_PARALLEL"))
+        "VIR_MIGRATE_COMPRESSED", "VIR_MIGRATE_PARALLEL", "VIR_MIGRATE_NON_SHARED_DISK",
+        "VIR_MIGRATE_NON_SHARED_INC"))
 })
 for _key in ("URI", "BANDWIDTH", "AUTO_CONVERGE_INITIAL", "AUTO_CONVERGE_INCREMENT",
-             "PARALLEL_CONNECTIONS", "COMPRESSION", "TLS_DESTINATION"):
+             "PARALLEL_CONNECTIONS", "COMPRESSION", "TLS_DESTINATION", "MIGRATE_DISKS"):
     setattr(FAKE_LV, "VIR_MIGRATE_PARAM_" + _key, _key.lower())
 
 
@@ -77,6 +78,11 @@ def test_defaults_are_valid():
     (dict(completion_timeout_action="postcopy"), "completion_timeout_action=postcopy requires post_copy"),
     (dict(parallel_connections=1), "0 (off) or at least 2"),
     (dict(name=""), "name must be"),
+    (dict(tunnelled=True, copy_storage="all"), "copy_storage cannot be combined with tunnelled migration"),
+    (dict(copy_storage="all", copy_storage_disks=[]), "copy_storage_disks must list disk targets"),
+    (dict(copy_storage="all", copy_storage_disks=["vda", "vda"]), "copy_storage_disks must list disk targets"),
+    (dict(copy_storage="all", copy_storage_disks=["vda", ""]), "copy_storage_disks must list disk targets"),
+    (dict(copy_storage="all", copy_storage_disks=["vda\n"]), "copy_storage_disks must not contain control characters"),
 ])
 def test_validate_names_the_problem(overrides, message):
     if message is None:
@@ -198,6 +204,21 @@ def test_params_only_what_was_set():
         "tls_destination": "h2.example"}
 
 
+@pytest.mark.parametrize("copy_storage, bit", [("all", "VIR_MIGRATE_NON_SHARED_DISK"),
+                                               ("top", "VIR_MIGRATE_NON_SHARED_INC")])
+def test_storage_copy_flag_and_disks(copy_storage, bit):
+    """The copy flag and the explicit list of disks go together, and only with disks to copy:
+    without the list libvirt would copy every disk it does not know to be shared."""
+    params = module_defaults(copy_storage=copy_storage)
+    other = "VIR_MIGRATE_NON_SHARED_INC" if bit == "VIR_MIGRATE_NON_SHARED_DISK" else "VIR_MIGRATE_NON_SHARED_DISK"
+    flags = mo.migration_flags(params, FAKE_LV, ["vda"])
+    assert flags & getattr(FAKE_LV, bit) and not flags & getattr(FAKE_LV, other)
+    assert mo.migration_params(params, FAKE_LV, ["vda", "vdb"]) == {"migrate_disks": ["vda", "vdb"]}
+    no_disks = mo.migration_flags(params, FAKE_LV, [])
+    assert not no_disks & (FAKE_LV.VIR_MIGRATE_NON_SHARED_DISK | FAKE_LV.VIR_MIGRATE_NON_SHARED_INC)
+    assert mo.migration_params(params, FAKE_LV, []) == {}
+
+
 def test_tls_destination_ignored_without_tls():
     assert mo.migration_params(module_defaults(tls_destination="x"), FAKE_LV) == {}
 
@@ -208,6 +229,8 @@ def test_real_libvirt_constants_build():
     assert flags & libvirt.VIR_MIGRATE_PEER2PEER and flags & libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
     typed = mo.migration_params(module_defaults(bandwidth_mib_per_s=10), libvirt)
     assert typed == {libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 10}
+    flags = mo.migration_flags(module_defaults(copy_storage="top"), libvirt, ["vda"])
+    assert flags & libvirt.VIR_MIGRATE_NON_SHARED_INC and not flags & libvirt.VIR_MIGRATE_NON_SHARED_DISK
 
 
 def test_downtime_schedule_matches_nova():

@@ -134,6 +134,73 @@ def test_name_clash_on_destination(tmp_path, nodes):
     assert not result.get("changed")
 
 
+DISK_GUEST_NODE = """<node>
+  <domain type='test'>
+    <name>g1</name><uuid>11111111-2222-3333-4444-555555555555</uuid>
+    <memory>2048</memory><os><type arch='x86_64'>hvm</type></os>
+    <devices>
+      <disk type='file' device='disk'>
+        <driver name='qemu' type='qcow2'/>
+        <source file='%(dir)s/g1.qcow2'/>
+        %(backing)s
+        <target dev='vda' bus='virtio'/>
+      </disk>
+      <disk type='file' device='cdrom'><source file='%(dir)s/boot.iso'/><target dev='sda' bus='sata'/><readonly/></disk>
+    </devices>
+  </domain>
+</node>"""
+BACKING = "<backingStore type='file'><format type='qcow2'/><source file='%s/base.qcow2'/></backingStore>"
+
+
+def disk_guest(tmp_path, backing=False):
+    """A test-driver source whose g1 has a qcow2 file disk in tmp_path (a filesystem of this
+    machine alone, as far as the module can tell), and a read-only ISO."""
+    node = tmp_path / "disk-node.xml"
+    node.write_text(DISK_GUEST_NODE % {"dir": tmp_path, "backing": BACKING % tmp_path if backing else ""})
+    return "test://%s" % node
+
+
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_a_disk_on_local_storage_is_refused_without_copy(tmp_path, check_mode):
+    """What libvirt would call an unsafe migration, refused before anything moves, with the
+    disk, its filesystem and the option that moves it. test:///default has room for g1 (2 of
+    its 3 MiB)."""
+    result = run_module(tmp_path, check_mode=check_mode, name="g1", uri=disk_guest(tmp_path),
+                        destination_uri="test:///default")
+    assert result["failed"] is True and not result.get("changed")
+    assert "domain g1: disks on a filesystem of the source alone would be left behind: vda (%s/g1.qcow2 on " \
+        % tmp_path in result["msg"]
+    assert "give copy_storage=all" in result["msg"] and result["msg"].endswith("nothing was migrated")
+    assert "sda" not in result["msg"]
+
+
+def test_copy_all_checks_and_names_the_disks_it_copies(tmp_path):
+    result = run_module(tmp_path, check_mode=True, name="g1", uri=disk_guest(tmp_path),
+                        destination_uri="test:///default", copy_storage="all")
+    assert result.get("failed") is not True, result
+    assert result["changed"] is True
+    storage = result["storage"]
+    assert storage["copy_storage"] == "all" and storage["copied_disks"] == ["vda"]
+    vda, sda = storage["disks"]
+    assert vda["copied"] is True and vda["filesystem"] and vda["path"] == "%s/g1.qcow2" % tmp_path
+    assert sda["copied"] is False and sda["readonly"] is True
+
+
+def test_copy_top_needs_a_pool_for_the_top_image_on_the_destination(tmp_path):
+    result = run_module(tmp_path, check_mode=True, name="g1", uri=disk_guest(tmp_path, backing=True),
+                        destination_uri="test:///default", copy_storage="top")
+    assert result["failed"] is True and not result.get("changed")
+    assert "copy_storage=top: the destination test:///default has no active storage pool whose target is %s" \
+        % tmp_path in result["msg"]
+
+
+def test_copy_storage_disks_must_name_disks_of_the_domain(tmp_path):
+    result = run_module(tmp_path, check_mode=True, name="g1", uri=disk_guest(tmp_path),
+                        destination_uri="test:///default", copy_storage="all", copy_storage_disks=["vdb"])
+    assert result["failed"] is True
+    assert "copy_storage_disks: the domain has no disk vdb (it has sda, vda)" in result["msg"]
+
+
 class _FailedProbe:
     """A destination probe whose connection broke (as when the migration's failure broke it)."""
 
