@@ -202,10 +202,11 @@ options:
     default: abort
   progress_timeout_s:
     description:
-      - Abort a migration that makes no progress, as KubeVirt's C(progressTimeout) does; 0 (the default) never does.
+      - Seconds, 0 to 86400, after which a migration that makes no progress is aborted, as KubeVirt's
+        C(progressTimeout) does; 0 (the default) never aborts.
       - A migration makes progress while the data it still has to send reaches new lows. When it has not for this many
-        seconds, 1 to 86400 (a guest that dirties memory faster than the link sends it), the module aborts it; the
-        domain keeps running on the source, and the error says when the last new low was reached.
+        seconds (a guest that dirties memory faster than the link sends it), the module aborts it; the domain keeps
+        running on the source, and the error says when the last new low was reached.
       - Only in pre-copy; once post-copy has started, the migration cannot be aborted.
     type: int
     default: 0
