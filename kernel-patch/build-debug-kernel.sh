@@ -115,7 +115,14 @@ out="$KP_CACHE/$DEB_VERSION/debug-kernel"
 src="$out/linux-source-6.12"
 
 if [ "$(cat "$out/.done" 2>/dev/null)" != "$key" ]; then
+	# The pristine tree under the cache's lock (it may be extracted now),
+	# then a lock of this tree's own, so that the long build does not hold
+	# up the other kernel-patch scripts.
 	lock_cache
+	pristine_source >/dev/null
+	exec 9>&-
+	exec 8>"$out.lock"
+	flock 8
 	rm -f "$out/.done"
 	if [ ! -e "$out/.configured" ]; then
 		rm -rf "$out"
@@ -151,8 +158,7 @@ if [ "$(cat "$out/.done" 2>/dev/null)" != "$key" ]; then
 	cp "$out/build/arch/x86/boot/bzImage" "$out/vmlinuz"
 	cp "$out/build/.config" "$out/config"
 	echo "$key" >"$out/.done"
-	# build-modules.sh below takes the same lock.
-	exec 9>&-
+	exec 8>&-
 fi
 
 eval "$("$KP_DIR/build-modules.sh")"
