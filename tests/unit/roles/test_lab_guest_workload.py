@@ -132,3 +132,119 @@ def test_a_corrupted_disk_block_is_reported(built, tmp_path):
                        lambda line: _field(line, "disk_passes") >= 1)
     assert "presplit-guest DISK MISMATCH block=100 word=256 generation=0" in lines, lines
     assert _field(lines[-1], "disk_errors") >= 1 and _field(lines[-1], "disk_written_blocks") == 0
+
+
+def test_the_faulter_faults_in_writes_and_verifies_whole_rounds(built):
+    """--fault-mib 2: a second thread maps 2 MiB (not populated), writes and verifies every page,
+    unmaps it and rests; each round is memory the process never had, so its minor faults grow by
+    about a page each; the fields sit before errors=, nothing wrong, the rewriter's fields as
+    without it."""
+    with subprocess.Popen([str(built / "presplit-guest"), "--fault-mib", "2", "1", "1"], stdout=subprocess.PIPE,
+                          text=True) as proc:
+        timer = threading.Timer(120, proc.kill)
+        timer.start()
+        try:
+            lines, faults = [], []
+            for line in proc.stdout:
+                lines.append(line.rstrip("\n"))
+                if line.startswith("presplit-guest seq="):
+                    with open("/proc/%d/stat" % proc.pid) as stat:
+                        # minflt: field 10, after the parenthesised command name
+                        faults.append((_field(line, "fault_rounds"), int(stat.read().rsplit(")", 1)[1].split()[7])))
+                    if _field(line, "fault_rounds") >= 3:
+                        break
+        finally:
+            timer.cancel()
+            proc.kill()
+    last = lines[-1]
+    assert re.search(r"^presplit-guest seq=\d+ up_ms=\d+ buf_mib=1 dirty_mib_s=1 dirtied_mib=\d+ verified_pages=\d+"
+                     r" passes=\d+ fault_mib=2 fault_rounds=3 fault_mib_total=6 fault_errors=0 errors=0$", last), lines
+    assert _field(last, "passes") >= 1
+    # Rounds 2 and 3 (seen after round 1's line) faulted in at least half their 512 pages each.
+    after_first = [minflt for rounds, minflt in faults if rounds == 1]
+    assert after_first and faults[-1][1] - after_first[0] >= 512, faults
+
+
+# Keeps zeroing word 7 of page 1 of the faulter's mapping (the one anonymous mapping of FAULT_BYTES
+# without MAP_POPULATE) while it is mapped; munmap waits until it has stopped.
+CORRUPTER = r"""
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static uint64_t *volatile target;
+static volatile int busy;
+
+static void *corrupt(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        uint64_t *p;
+
+        busy = 1;
+        p = target;
+        if (p)
+            p[512 + 7] = 0;
+        busy = 0;
+    }
+    return NULL;
+}
+
+__attribute__((constructor)) static void start(void)
+{
+    pthread_t t;
+
+    pthread_create(&t, NULL, corrupt, NULL);
+}
+
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    void *p = (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+
+    if (p != MAP_FAILED && (flags & MAP_ANONYMOUS) && !(flags & MAP_POPULATE) &&
+        len == strtoull(getenv("FAULT_BYTES"), NULL, 10))
+        target = p;
+    return p;
+}
+
+int munmap(void *addr, size_t len)
+{
+    if (addr == (void *)target) {
+        target = NULL;
+        while (busy)
+            ;
+    }
+    return syscall(SYS_munmap, addr, len);
+}
+"""
+
+
+def test_a_corrupted_faulter_page_is_reported(built, tmp_path):
+    """A page that changes between the faulter's write and its verification is reported, and the
+    status line's errors= (which the tiers check) counts it, not only fault_errors=."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    (tmp_path / "corrupter.c").write_text(CORRUPTER)
+    subprocess.run([compiler, "-O2", "-Wall", "-shared", "-fPIC", "-pthread", "-o", str(tmp_path / "corrupter.so"),
+                    str(tmp_path / "corrupter.c")], check=True)
+    env = dict(os.environ, LD_PRELOAD=str(tmp_path / "corrupter.so"), FAULT_BYTES=str(2 << 20))
+    lines = []
+    with subprocess.Popen([str(built / "presplit-guest"), "--fault-mib", "2", "1", "0"], stdout=subprocess.PIPE,
+                          text=True, env=env) as proc:
+        timer = threading.Timer(120, proc.kill)
+        timer.start()
+        try:
+            for line in proc.stdout:
+                lines.append(line.rstrip("\n"))
+                if line.startswith("presplit-guest seq=") and _field(line, "fault_errors") >= 1:
+                    break
+        finally:
+            timer.cancel()
+            proc.kill()
+    assert any(re.match(r"presplit-guest FAULT MISMATCH round=\d+ page=1 word=7 expected=[0-9a-f]{16}"
+                        r" got=0000000000000000$", line) for line in lines), lines
+    last = lines[-1]
+    assert _field(last, "fault_errors") >= 1 and _field(last, "errors") == _field(last, "fault_errors"), lines
