@@ -16,7 +16,9 @@
 #   3. on h1 <domain type='kvm'> guests (E2E_GUESTS: THP with the dirty
 #      bitmap, hugetlbfs 2 MiB with KVM's dirty ring) booting the lab guest's
 #      kernel + initramfs (roles/lab/files/build-guest-image.sh), whose
-#      workload keeps rewriting memory and verifying every page;
+#      workload keeps rewriting memory and verifying every page, on 2 vCPUs:
+#      the second keeps faulting in memory the guest's balloon reported free
+#      and the host discarded (patch 1's contended path, E2E_FAULT_MIB);
 #   4. playbooks of the collection over SSH (qemu+tcp between the hosts):
 #      presplit.kvm.rolling_maintenance on h1 (kernel_stage, method modules:
 #      its guests go to stock h2 and come back to patched h1); a migration
@@ -26,7 +28,9 @@
 #      (default 4) migrations between the patched hosts with pre-split, one
 #      without (the baseline), and two with kvm.eager_page_split=0.
 #      After each: every guest runs and is defined on exactly one host, its
-#      heartbeat advances there and it counted 0 verification errors; the run
+#      heartbeat advances there and it counted 0 verification errors; its
+#      faulter faulted in more memory on the source meanwhile and the
+#      source's KVM fixed faults outside its fast path for it; the run
 #      report says what KVM counted of its huge mappings: before and after
 #      the pre-split, and split inside the migration (0 after a pre-split,
 #      more than 0 without one);
