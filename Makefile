@@ -21,7 +21,7 @@ help:
 	@echo "make kernel-packages - opt-in: kernel_stage packages method end to end on a GRUB VM (~15 min, first ~1 h)"
 	@echo "                       PRESPLIT_PACKAGE_CONFIG=debian: with the Debian-configured kernel (first build: hours)"
 	@echo "make kernel-upstream - opt-in: upstream's x86 KVM selftests, stock vs patched modules side by side"
-	@echo "make kernel-debug - opt-in: the kernel tier on a lockdep/KASAN/kmemleak kernel (~1 h first, then ~30 min)"
+	@echo "make kernel-debug - opt-in: the kernel tier on a lockdep/KASAN/kmemleak kernel (first ~45 min, then ~16 min)"
 	@echo "make e2e    - opt-in: 2 emulated hypervisors staged host by host, nested KVM guests pre-split and migrated (tests/e2e)"
 	@echo "make e2e-ci - the e2e share that make test runs (staged hosts, migrations between them)"
 
@@ -79,7 +79,7 @@ kernel-upstream: deps
 # Opt-in, not part of kernel or test: the kernel tier's patched phases and
 # upstream's dirty-log selftests on a 6.12 kernel built with the series and
 # lockdep, PROVE_RCU, KASAN, DEBUG_ATOMIC_SLEEP, KMEMLEAK and KVM_PROVE_MMU;
-# fails on any report.  First run ~25 min to build the kernel, then ~30 min.
+# fails on any report.  First run ~25 min to build the kernel, then ~16 min.
 kernel-debug: deps
 	./tests/kernel/run-debug.sh
 

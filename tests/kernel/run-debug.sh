@@ -7,7 +7,7 @@
 # every program exits 0, kmemleak finds nothing after the modules are
 # unloaded, and the guest's dmesg has no report of any of these debuggers.
 # Last line: "N passed, N failed".  Opt-in (make kernel-debug): the first run
-# builds the kernel (~25 min), then the run takes ~30 min under TCG.
+# builds the kernel (~25 min on idle cores), then the run takes ~16 min under TCG.
 #
 # There is no stock phase: the debugging kernel has only the series' modules
 # (run.sh checks the tests themselves against the stock ones).
