@@ -16,9 +16,7 @@
 #   3. on h1 <domain type='kvm'> guests (E2E_GUESTS: THP with the dirty
 #      bitmap, hugetlbfs 2 MiB with KVM's dirty ring) booting the lab guest's
 #      kernel + initramfs (roles/lab/files/build-guest-image.sh), whose
-#      workload keeps rewriting memory and verifying every page, on 2 vCPUs:
-#      the second keeps faulting in memory the guest's balloon reported free
-#      and the host discarded (patch 1's contended path, E2E_FAULT_MIB);
+#      workload keeps rewriting memory and verifying every page;
 #   4. playbooks of the collection over SSH (qemu+tcp between the hosts):
 #      presplit.kvm.rolling_maintenance on h1 (kernel_stage, method modules:
 #      its guests go to stock h2 and come back to patched h1); a migration
@@ -28,9 +26,7 @@
 #      (default 4) migrations between the patched hosts with pre-split, one
 #      without (the baseline), and two with kvm.eager_page_split=0.
 #      After each: every guest runs and is defined on exactly one host, its
-#      heartbeat advances there and it counted 0 verification errors; its
-#      faulter faulted in more memory on the source meanwhile and the
-#      source's KVM fixed faults outside its fast path for it; the run
+#      heartbeat advances there and it counted 0 verification errors; the run
 #      report says what KVM counted of its huge mappings: before and after
 #      the pre-split, and split inside the migration (0 after a pre-split,
 #      more than 0 without one);
@@ -98,12 +94,6 @@ done
 GUEST_MIB=${E2E_GUEST_MIB:-384}
 BUF_MIB=${E2E_BUF_MIB:-160}
 DIRTY_MIB_S=${E2E_DIRTY_MIB_S:-4}
-# The contended path of patch 1 (KVM_CLEAR_DIRTY_LOG hands mmu_lock to
-# vCPUs waiting in the fault path): each guest has 2 vCPUs; on the second its
-# workload keeps faulting in FAULT_MIB MiB rounds of memory the host's KVM no
-# longer maps (freed, reported by the guest's virtio balloon with free page
-# reporting, discarded by QEMU: presplit-guest.c) while the first rewrites.
-FAULT_MIB=${E2E_FAULT_MIB:-16}
 # A guest whose heartbeat has not advanced by SETTLE lines within HANG_S
 # seconds of its arrival is hung (TCG inside TCG: seconds are slow).
 SETTLE=3
@@ -347,9 +337,7 @@ hugetlb_pool_pages() {
 # hosts' THP mode is "always"); hugetlb-2M: libvirt's <hugepages>.
 # DIRTY_LOG ring: KVM's dirty ring (libvirt >= 8.0) instead of the bitmap.
 # The guest kernel's warnings (loglevel=5: clocksource, RCU stalls, soft
-# lockups) go to the console log with the workload's status lines.  Two
-# vCPUs and a virtio balloon with free page reporting (never inflated: it only
-# hands the host the memory the guest freed) for the faulter (FAULT_MIB).
+# lockups) go to the console log with the workload's status lines.
 domain_xml() {
 	local name=$1 memory_backing="" kvm_features=""
 	[ "$2" = hugetlb-2M ] && memory_backing="<memoryBacking><hugepages><page size='2048' unit='KiB'/></hugepages></memoryBacking>"
@@ -359,12 +347,12 @@ domain_xml() {
 	  <name>$name</name>
 	  <memory unit='MiB'>$GUEST_MIB</memory>
 	  $memory_backing
-	  <vcpu>2</vcpu>
+	  <vcpu>1</vcpu>
 	  <os>
 	    <type arch='x86_64' machine='pc'>hvm</type>
 	    <kernel>$gdir/vmlinuz</kernel>
 	    <initrd>$gdir/initrd.img</initrd>
-	    <cmdline>console=ttyS0 loglevel=5 panic=1 sysrq_always_enabled presplit.buf_mib=$BUF_MIB presplit.dirty_mib_s=$DIRTY_MIB_S presplit.fault_mib=$FAULT_MIB</cmdline>
+	    <cmdline>console=ttyS0 loglevel=5 panic=1 sysrq_always_enabled presplit.buf_mib=$BUF_MIB presplit.dirty_mib_s=$DIRTY_MIB_S</cmdline>
 	  </os>
 	  <features><acpi/>$kvm_features</features>
 	  <cpu mode='custom' match='exact' check='none'>
@@ -383,7 +371,7 @@ domain_xml() {
 	      <target port='0'/>
 	    </serial>
 	    <console type='pty'><target type='serial' port='0'/></console>
-	    <memballoon model='virtio' freePageReporting='on'/>
+	    <memballoon model='none'/>
 	  </devices>
 	</domain>
 	XML
@@ -502,7 +490,7 @@ done
 known=0
 QEMU_DIRTY_RING_RACE="kvm_dirty_ring_reap_one: Assertion"
 
-declare -A SEQ PASSES FAULTED
+declare -A SEQ PASSES
 for spec in "${GUESTS[@]}"; do
 	IFS=: read -r g backing dirty_log <<<"$spec"
 	echo "== nested guest $g on h1: KVM, $GUEST_MIB MiB on $backing, dirty $dirty_log, rewriting $DIRTY_MIB_S MiB/s of a $BUF_MIB MiB buffer"
@@ -574,50 +562,7 @@ alive() {
 			hang_log "$1" "$g" "$at"
 			return 1
 		fi
-		SEQ[$g]=$(field seq "$now") PASSES[$g]=$(field passes "$now") FAULTED[$g]=$(field fault_mib_total "$now")
-	done
-}
-
-# pf_sample_start HOST: on HOST, for each guest, sample its VM's page fault
-# counters in KVM's debugfs (vCPU stats summed over the VM: pf_fixed, faults
-# fixed; pf_fast, those fixed without taking mmu_lock, i.e. the dirty-log
-# write protection) once a second to /tmp/e2e-pf-GUEST.log until the VM is
-# gone (a migrated guest's QEMU exits on its source).  The last sample is at
-# most a second before the end.
-pf_sample_start() {
-	local g
-	for g in "${GUEST_NAMES[@]}"; do
-		# shellcheck disable=SC2016 # expanded on the host
-		on "$1" "d=\$(ls -d /sys/kernel/debug/kvm/\$(cat /run/libvirt/qemu/$g.pid)-* | head -n 1)
-			[ -d \"\$d\" ] || exit 0
-			setsid sh -c 'while [ -d \"\$0\" ]; do echo \$(cat \"\$0/pf_fixed\" \"\$0/pf_fast\" 2>/dev/null); sleep 1; done' \"\$d\" \
-				</dev/null >/tmp/e2e-pf-$g.log 2>&1 & echo \$! >/tmp/e2e-pf-$g.pid" || true
-	done
-}
-
-# contended NAME SRC: the contended path ran during the migration, per guest:
-# its faulter's total grew between the status line before the migration and
-# the last one it printed on SRC, with fault_errors=0 and errors=0 there; and
-# SRC's KVM fixed faults that took mmu_lock (pf_fixed - pf_fast over the
-# samples of pf_sample_start) while the migration ran.
-contended() {
-	local name=$1 src=$2 g last samples first final slow
-	for g in "${GUEST_NAMES[@]}"; do
-		last=$(guest_status "$src" "$g")
-		check "$name/$g/faulted" "fault_mib_total ${FAULTED[$g]:-?} before -> $(field fault_mib_total "$last") at the end on $src, fault_rounds=$(field fault_rounds "$last") fault_errors=$(field fault_errors "$last") errors=$(field errors "$last")" \
-			test -n "${FAULTED[$g]}" -a "$(field fault_mib_total "$last")" -gt "${FAULTED[$g]:-0}" -a "$(field fault_errors "$last")" = 0 -a "$(field errors "$last")" = 0
-		# shellcheck disable=SC2016 # expanded on the host
-		samples=$(ask "$src" "kill \$(cat /tmp/e2e-pf-$g.pid) 2>/dev/null; grep -E '^[0-9]+ [0-9]+\$' /tmp/e2e-pf-$g.log" || true)
-		first=$(head -n 1 <<<"$samples") final=$(tail -n 1 <<<"$samples")
-		slow=""
-		if [ -n "$first" ]; then
-			read -r -a first <<<"$first"
-			read -r -a final <<<"$final"
-			slow=$(((final[0] - final[1]) - (first[0] - first[1])))
-			echo "   $name/$g on $src: pf_fixed +$((final[0] - first[0])), pf_fast +$((final[1] - first[1])), $(wc -l <<<"$samples") samples"
-		fi
-		check "$name/$g/host-faults" "$src's KVM fixed ${slow:-?} faults under mmu_lock (pf_fixed - pf_fast) for $g during the migration" \
-			test "${slow:-0}" -gt 0
+		SEQ[$g]=$(field seq "$now") PASSES[$g]=$(field passes "$now")
 	done
 }
 
@@ -710,7 +655,6 @@ migrate() {
 	$halted && return 0
 	alive "$name" || return 0
 	json=$reports/$name.json
-	pf_sample_start "$src"
 	migrate_playbook "$name" "$src" "$dst" "$presplit" || rc=$?
 	# Debian 12's QEMU 7.2 lacks upstream QEMU 56adee407fc5 ("kvm: dirty-ring:
 	# Fix race with vcpu creation", 8.0): the destination QEMU of a dirty-ring
@@ -736,7 +680,6 @@ migrate() {
 	[ "$rc" = 0 ] || halted=true # the checks below say what went wrong; nothing moves after them
 	echo "   $name: $src -> $dst, pre-split $presplit: ansible $((SECONDS - t0)) s"
 	check_migrated "$name" "$src -> $dst, pre-split $presplit" "$expect" "$json" "$modes"
-	contended "$name" "$src"
 	arrived "$name" "$dst"
 }
 

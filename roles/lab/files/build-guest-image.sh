@@ -7,9 +7,7 @@
 # The kernel is Debian's, extracted from the cached linux-image-*-unsigned
 # package in DEB_DIR (see kernel-patch/fetch-debian.sh).  The initramfs holds
 # busybox (static, also as /bin/sh), this directory's guest-init.sh as /init, the workload
-# compiled with gcc -static, and the kernel's virtio_blk module (for guests with a disk)
-# and virtio_balloon module (free page reporting, for the workload's faulter; it
-# depends on no other module).
+# compiled with gcc -static, and the kernel's virtio_blk module (for guests with a disk).
 # The workload is kept beside them as presplit-guest, which makes backing images
 # (lab-guest-disk.sh).  Results are cached in CACHE_DIR under a key of
 # every input, so a changed workload builds a new image and an unchanged one
@@ -37,14 +35,12 @@ if [ ! -s "$out/initrd.img" ]; then
 	chmod 0755 "$work"
 	trap 'rm -rf "$work"' EXIT
 	dpkg-deb --fsys-tarfile "$image_deb" | tar -x -C "$work" --wildcards './boot/vmlinuz-*' \
-		'./lib/modules/*/kernel/drivers/block/virtio_blk.ko.xz' \
-		'./lib/modules/*/kernel/drivers/virtio/virtio_balloon.ko.xz'
+		'./lib/modules/*/kernel/drivers/block/virtio_blk.ko.xz'
 	mv "$work"/boot/vmlinuz-* "$work/vmlinuz"
 	root="$work/root"
 	mkdir -p "$root/bin" "$root/proc" "$root/sys" "$root/dev" "$root/lib/modules"
 	# busybox insmod takes an uncompressed module.
 	xz -dc "$work"/lib/modules/*/kernel/drivers/block/virtio_blk.ko.xz >"$root/lib/modules/virtio_blk.ko"
-	xz -dc "$work"/lib/modules/*/kernel/drivers/virtio/virtio_balloon.ko.xz >"$root/lib/modules/virtio_balloon.ko"
 	cp /bin/busybox "$root/bin/busybox"
 	ln -s busybox "$root/bin/sh"
 	gcc -O2 -static -Wall -Wextra -o "$root/bin/presplit-guest" "$here/presplit-guest.c"

@@ -30,28 +30,12 @@
  * over a backing image made that way.  At start it writes generation 0 to
  * every block that does not hold it already (a new, blank image).
  *
- * With --fault-mib FAULT_MIB (a guest with 2 vCPUs), a second thread on the
- * second CPU keeps faulting in memory while the first rewrites: it maps
- * FAULT_MIB MiB of anonymous memory (not populated), writes every 4 KiB page,
- * verifies every page, unmaps it and rests FAULT_REST_S seconds.  The rest
- * lets the guest kernel's free page reporting (virtio-balloon) hand the freed
- * 2 MiB blocks to the host, which discards them, so the next round touches
- * guest-physical pages the host's KVM no longer maps: its page faults run
- * while the host's dirty logging (the CLEARs of a migration) runs.  The
- * status line then gains, before errors=,
- *
- *   fault_mib=16 fault_rounds=7 fault_mib_total=112 fault_errors=0
- *
- * and errors= counts the faulter's mismatches too.
- *
- * Usage: presplit-guest [--fault-mib FAULT_MIB] [BUF_MIB [DIRTY_MIB_S [DISK DISK_BLOCKS_S]]]
+ * Usage: presplit-guest [BUF_MIB [DIRTY_MIB_S [DISK DISK_BLOCKS_S]]]
  *        presplit-guest --disk-pattern FILE MIB
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
-#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,14 +56,6 @@
 #define DISK_KEY(block) ((block) + (1ULL << 30))
 /* Seconds a whole pass over the disk takes at most. */
 #define DISK_PASS_S 4
-/* A faulter page's key: neither a memory page's nor a disk block's. */
-#define FAULT_KEY(page) ((page) + (1ULL << 31))
-/*
- * Seconds the faulter leaves its memory freed between rounds: the guest
- * kernel reports free 2 MiB blocks 2 s after they are freed (page
- * reporting's delay), and only reported ones are discarded by the host.
- */
-#define FAULT_REST_S 3
 
 static uint64_t expected_word(uint64_t page, uint32_t generation, uint64_t word)
 {
@@ -283,70 +259,11 @@ static int write_disk_pattern(const char *path, uint64_t mib)
 	return fclose(out) ? 1 : 0;
 }
 
-struct faulter {
-	uint64_t mib;
-	/* Written by the faulter thread, read by the reporting one. */
-	uint64_t rounds, pages_total, errors;
-};
-
-/* Run the calling thread on CPU cpu only; the workload goes on unpinned if it cannot. */
-static void pin_to_cpu(int cpu)
-{
-	cpu_set_t set;
-
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	if (sched_setaffinity(0, sizeof(set), &set))
-		printf("presplit-guest NOTE cannot pin to CPU %d: %s\n", cpu, strerror(errno));
-}
-
-static void *fault_loop(void *arg)
-{
-	struct faulter *f = arg;
-	uint64_t pages = f->mib * 256, errors = 0;
-
-	pin_to_cpu(1);
-	for (uint32_t round = 1;; round++) {
-		/* Not populated: every page is faulted in by the writes below. */
-		uint64_t *mem = mmap(NULL, pages * 4096, PROT_READ | PROT_WRITE,
-				     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-		if (mem == MAP_FAILED) {
-			printf("presplit-guest FATAL faulter cannot map %llu MiB\n", (unsigned long long)f->mib);
-			exit(1);
-		}
-		for (uint64_t page = 0; page < pages; page++)
-			for (uint64_t w = 0; w < PAGE_WORDS; w++)
-				mem[page * PAGE_WORDS + w] = expected_word(FAULT_KEY(page), round, w);
-		for (uint64_t page = 0; page < pages; page++) {
-			const volatile uint64_t *p = mem + page * PAGE_WORDS;
-
-			for (uint64_t w = 0; w < PAGE_WORDS; w++) {
-				uint64_t want = expected_word(FAULT_KEY(page), round, w);
-				uint64_t got = p[w];
-
-				if (got == want)
-					continue;
-				if (errors < MAX_REPORTED_ERRORS)
-					printf("presplit-guest FAULT MISMATCH round=%u page=%llu word=%llu "
-					       "expected=%016llx got=%016llx\n", round, (unsigned long long)page,
-					       (unsigned long long)w, (unsigned long long)want,
-					       (unsigned long long)got);
-				errors++;
-			}
-		}
-		munmap(mem, pages * 4096);
-		__atomic_store_n(&f->errors, errors, __ATOMIC_RELAXED);
-		__atomic_store_n(&f->pages_total, f->pages_total + pages, __ATOMIC_RELAXED);
-		__atomic_store_n(&f->rounds, round, __ATOMIC_RELAXED);
-		sleep(FAULT_REST_S);
-	}
-	return NULL;
-}
-
 int main(int argc, char **argv)
 {
-	uint64_t buf_mib, dirty_mib_s, pages;
+	uint64_t buf_mib = argc > 1 ? strtoull(argv[1], NULL, 10) : 16;
+	uint64_t dirty_mib_s = argc > 2 ? strtoull(argv[2], NULL, 10) : 0;
+	uint64_t pages = buf_mib * 256;
 	uint64_t *buf;
 	uint32_t *generations;
 	uint64_t seq = 0, dirtied_pages = 0, verified_pages = 0, passes = 0;
@@ -354,27 +271,11 @@ int main(int argc, char **argv)
 	uint64_t start, next_report, slice_ms = 1000 / SLICES_PER_SECOND;
 	/* Pages to dirty per slice, carried as a remainder so low rates work. */
 	uint64_t dirty_debt_num = 0;
-	uint64_t verify_per_slice;
+	uint64_t verify_per_slice = (pages + SLICES_PER_SECOND - 1) / SLICES_PER_SECOND;
 	struct disk disk = { .fd = -1 };
-	char disk_fields[256] = "", fault_fields[128] = "";
-	struct faulter faulter = { 0 };
-	pthread_t fault_thread;
+	char disk_fields[256] = "";
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (argc > 2 && !strcmp(argv[1], "--fault-mib")) {
-		faulter.mib = strtoull(argv[2], NULL, 10);
-		if (!faulter.mib) {
-			printf("presplit-guest FATAL fault_mib must be > 0\n");
-			return 1;
-		}
-		argv[2] = argv[0];
-		argv += 2;
-		argc -= 2;
-	}
-	buf_mib = argc > 1 ? strtoull(argv[1], NULL, 10) : 16;
-	dirty_mib_s = argc > 2 ? strtoull(argv[2], NULL, 10) : 0;
-	pages = buf_mib * 256;
-	verify_per_slice = (pages + SLICES_PER_SECOND - 1) / SLICES_PER_SECOND;
 	if (argc == 4 && !strcmp(argv[1], "--disk-pattern"))
 		return write_disk_pattern(argv[2], strtoull(argv[3], NULL, 10));
 	if (argc > 4 && disk_open(&disk, argv[3], strtoull(argv[4], NULL, 10))) {
@@ -395,14 +296,6 @@ int main(int argc, char **argv)
 	}
 	for (uint64_t page = 0; page < pages; page++)
 		write_page(buf, generations, page);
-	if (faulter.mib) {
-		/* The rewriter on the first CPU, the faulter on the second. */
-		pin_to_cpu(0);
-		if (pthread_create(&fault_thread, NULL, fault_loop, &faulter)) {
-			printf("presplit-guest FATAL cannot start the faulter\n");
-			return 1;
-		}
-	}
 
 	start = now_ms();
 	next_report = start + 1000;
@@ -449,24 +342,17 @@ int main(int argc, char **argv)
 					 (unsigned long long)disk.mib, (unsigned long long)disk.written,
 					 (unsigned long long)disk.verified, (unsigned long long)disk.passes,
 					 (unsigned long long)disk.errors);
-			if (faulter.mib)
-				snprintf(fault_fields, sizeof(fault_fields),
-					 "fault_mib=%llu fault_rounds=%llu fault_mib_total=%llu fault_errors=%llu ",
-					 (unsigned long long)faulter.mib,
-					 (unsigned long long)__atomic_load_n(&faulter.rounds, __ATOMIC_RELAXED),
-					 (unsigned long long)__atomic_load_n(&faulter.pages_total, __ATOMIC_RELAXED) / 256,
-					 (unsigned long long)__atomic_load_n(&faulter.errors, __ATOMIC_RELAXED));
 			printf("presplit-guest seq=%llu up_ms=%llu buf_mib=%llu "
 			       "dirty_mib_s=%llu dirtied_mib=%llu verified_pages=%llu "
-			       "passes=%llu %s%serrors=%llu\n",
+			       "passes=%llu %serrors=%llu\n",
 			       (unsigned long long)seq,
 			       (unsigned long long)(now_ms() - start),
 			       (unsigned long long)buf_mib,
 			       (unsigned long long)dirty_mib_s,
 			       (unsigned long long)(dirtied_pages / 256),
 			       (unsigned long long)verified_pages,
-			       (unsigned long long)passes, disk_fields, fault_fields,
-			       (unsigned long long)(errors + __atomic_load_n(&faulter.errors, __ATOMIC_RELAXED)));
+			       (unsigned long long)passes, disk_fields,
+			       (unsigned long long)errors);
 			next_report += 1000;
 			if (next_report < now_ms())
 				next_report = now_ms() + 1000;
