@@ -91,11 +91,11 @@ patched_files() {
 	sed -n 's|^+++ b/\([^[:space:]]*\).*|\1|p' "$@" | sort -u
 }
 
-# Puts the files that the series recorded in $1/applied touched back to the
-# pristine tree's content (deleting those it added) with a new time stamp,
-# so that make rebuilds whatever depends on them.
+# Puts the files of the tree $2 that the series recorded in $1/applied
+# touched back to the pristine tree's content (deleting those it added) with
+# a new time stamp, so that make rebuilds whatever depends on them.
 revert_series() {
-	local out=$1 pristine file
+	local out=$1 src=$2 pristine file
 	pristine=$(pristine_source)
 	[ -n "$(ls "$out/applied")" ] || return 0
 	while read -r file; do
@@ -110,7 +110,9 @@ revert_series() {
 
 fetch_debian
 # What the kernel is built from: the series and this recipe.
-key="$(series_hash)-$(recipe_hash)"
+series=$(series_hash)
+recipe=$(recipe_hash)
+key="$series-$recipe"
 out="$KP_CACHE/$DEB_VERSION/debug-kernel"
 src="$out/linux-source-6.12"
 
@@ -131,23 +133,23 @@ if [ "$(cat "$out/.done" 2>/dev/null)" != "$key" ]; then
 		# else builds in.
 		cp -a --reflink=auto "$(pristine_source)" "$src"
 	fi
-	if [ "$(cat "$out/.applied" 2>/dev/null)" != "$(series_hash)" ]; then
-		log "applying series $(series_hash) to the debug kernel's tree in $out"
+	if [ "$(cat "$out/.applied" 2>/dev/null)" != "$series" ]; then
+		log "applying series $series to the debug kernel's tree in $out"
 		rm -f "$out/.applied"
-		revert_series "$out"
+		revert_series "$out" "$src"
 		# Recorded before they are applied: an interrupted apply is then
 		# put back by the next run.
 		# shellcheck disable=SC2046 # one path per patch
 		cp $(series_patches) "$out/applied/"
 		apply_series "$src"
-		series_hash >"$out/.applied"
+		echo "$series" >"$out/.applied"
 	fi
-	if [ "$(cat "$out/.configured" 2>/dev/null)" != "$(recipe_hash)" ]; then
+	if [ "$(cat "$out/.configured" 2>/dev/null)" != "$recipe" ]; then
 		# In place: kbuild then rebuilds what the changed options reach.
-		log "configuring the debug kernel (recipe $(recipe_hash))"
+		log "configuring the debug kernel (recipe $recipe)"
 		rm -f "$out/.configured"
 		configure "$src" "$out/build"
-		recipe_hash >"$out/.configured"
+		echo "$recipe" >"$out/.configured"
 	fi
 	log "building the debug kernel in $out (the first time about 25 min)"
 	make -C "$src" O="$out/build" -j"$KP_JOBS" bzImage modules >&2
