@@ -526,8 +526,8 @@ static struct result run_mode(const struct scenario *sc, enum mode mode,
 		t0 = wall_s();
 		c0 = thread_cpu_s();
 		ASSERT_EQ(split_range(vm->fd, SLOT_GPA, size,
-				      KVM_SPLIT_HUGE_PAGES_LEVEL_4K,
-				      KVM_SPLIT_HUGE_PAGES_HOLD), size / SZ_2M);
+				      SZ_4K, KVM_SPLIT_HUGE_PAGES_HOLD),
+			  size / SZ_2M);
 		r.presplit_cpu_s = thread_cpu_s() - c0;
 		r.presplit_wall_s = wall_s() - t0;
 		r.ioctl_split_s = trace_stop(IOCTL_SPLIT_FN).split_s;

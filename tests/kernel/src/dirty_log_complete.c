@@ -213,9 +213,9 @@ static void check_completeness(const struct setup *s)
 	if (s->presplit) {
 		if (s->backing == HUGETLB_1G)
 			split_range(l.vm->fd, LOGGED_GPA, size,
-				    KVM_SPLIT_HUGE_PAGES_LEVEL_2M, 0);
+				    SZ_2M, 0);
 		split_range(l.vm->fd, LOGGED_GPA, size,
-			    KVM_SPLIT_HUGE_PAGES_LEVEL_4K, KVM_SPLIT_HUGE_PAGES_HOLD);
+			    SZ_4K, KVM_SPLIT_HUGE_PAGES_HOLD);
 		c = vm_page_counts(l.vm);
 		ASSERT(!c.pages_2m && !c.pages_1g, "huge mappings left after the pre-split");
 	}

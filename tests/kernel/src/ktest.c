@@ -756,10 +756,10 @@ int split_once(int vm_fd, struct kvm_split_huge_pages *args)
  * returns the total nr_split.
  */
 uint64_t split_range(int vm_fd, uint64_t gpa, uint64_t size,
-			    uint32_t level, uint32_t flags)
+		     uint64_t page_size, uint64_t flags)
 {
 	struct kvm_split_huge_pages args = {
-		.gpa = gpa, .size = size, .target_level = level, .flags = flags,
+		.gpa = gpa, .size = size, .page_size = page_size, .flags = flags,
 	};
 	uint64_t total = 0;
 	int r;
@@ -768,9 +768,10 @@ uint64_t split_range(int vm_fd, uint64_t gpa, uint64_t size,
 		args.nr_split = 0;
 		r = split_once(vm_fd, &args);
 		ASSERT(r == 0 || r == -EINTR || r == -EAGAIN,
-		       "KVM_SPLIT_HUGE_PAGES [0x%llx, +0x%llx) level %u flags %u: %s",
+		       "KVM_SPLIT_HUGE_PAGES [0x%llx, +0x%llx) page size 0x%llx flags 0x%llx: %s",
 		       (unsigned long long)gpa, (unsigned long long)size,
-		       level, flags, strerror(-r));
+		       (unsigned long long)page_size, (unsigned long long)flags,
+		       strerror(-r));
 		ASSERT_EQ(args.gpa + args.size, gpa + size);
 		total += args.nr_split;
 	} while (r);

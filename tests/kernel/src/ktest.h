@@ -179,8 +179,8 @@ void fresh_faulter_stop(struct fresh_faulter *f);
 /* One KVM_SPLIT_HUGE_PAGES call: 0 or -errno, args updated in place. */
 int split_once(int vm_fd, struct kvm_split_huge_pages *args);
 /* A whole range, resumed after -EINTR/-EAGAIN; returns the total nr_split. */
-uint64_t split_range(int vm_fd, uint64_t gpa, uint64_t size, uint32_t level,
-		     uint32_t flags);
+uint64_t split_range(int vm_fd, uint64_t gpa, uint64_t size,
+		     uint64_t page_size, uint64_t flags);
 
 /* ---- foreign callers ------------------------------------------------------ */
 

@@ -22,10 +22,11 @@
 
 #include "ktest.h"
 
-#define LEVEL_4K	KVM_SPLIT_HUGE_PAGES_LEVEL_4K
-#define LEVEL_2M	KVM_SPLIT_HUGE_PAGES_LEVEL_2M
 #define HOLD		KVM_SPLIT_HUGE_PAGES_HOLD
 #define RELEASE		KVM_SPLIT_HUGE_PAGES_RELEASE
+#define QUERY		KVM_SPLIT_HUGE_PAGES_QUERY
+/* What the capability reports on x86: the target page sizes, ORed. */
+#define SIZES		(SZ_4K | SZ_2M)
 
 #define SLOT_GPA	SZ_1G
 #define PAGES_PER_2M	(SZ_2M / SZ_4K)
@@ -64,13 +65,12 @@ static void zap_and_refault(struct thp_vm *t)
 	vcpu_prefault(t->vcpu, t->gpa, t->size);
 }
 
-static void capability_reports_levels(void)
+static void capability_reports_sizes(void)
 {
 	struct vm *vm = vm_create();
-	int want = 1 << (LEVEL_4K - 1) | 1 << (LEVEL_2M - 1);
 
-	ASSERT_EQ(ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SPLIT_HUGE_PAGES), want);
-	ASSERT_EQ(ioctl(vm->fd, KVM_CHECK_EXTENSION, KVM_CAP_SPLIT_HUGE_PAGES), want);
+	ASSERT_EQ(ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SPLIT_HUGE_PAGES), SIZES);
+	ASSERT_EQ(ioctl(vm->fd, KVM_CHECK_EXTENSION, KVM_CAP_SPLIT_HUGE_PAGES), SIZES);
 }
 
 static void split_2m_to_4k_whole_slot(void)
@@ -78,7 +78,7 @@ static void split_2m_to_4k_whole_slot(void)
 	struct thp_vm t = thp_vm_create(SLOT_GPA, 256 * SZ_2M);
 	struct page_counts before = vm_page_counts(t.vm), after;
 
-	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, LEVEL_4K, 0), 256);
+	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, SZ_4K, 0), 256);
 	after = vm_page_counts(t.vm);
 	print_page_counts("before", before);
 	print_page_counts("after", after);
@@ -86,7 +86,7 @@ static void split_2m_to_4k_whole_slot(void)
 	ASSERT_EQ(after.pages_4k - before.pages_4k, 256 * PAGES_PER_2M);
 
 	/* Nothing is left to split. */
-	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, LEVEL_4K, 0), 0);
+	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, SZ_4K, 0), 0);
 	ASSERT_EQ(vm_page_counts(t.vm).pages_4k, after.pages_4k);
 }
 
@@ -101,13 +101,13 @@ static void split_1g_to_2m_to_4k(void)
 	vcpu_prefault(vcpu, gpa, SZ_1G);
 	ASSERT_EQ(vm_page_counts(vm).pages_1g, 1);
 
-	ASSERT_EQ(split_range(vm->fd, gpa, SZ_1G, LEVEL_2M, 0), 1);
+	ASSERT_EQ(split_range(vm->fd, gpa, SZ_1G, SZ_2M, 0), 1);
 	c = vm_page_counts(vm);
 	print_page_counts("after the 2M pass", c);
 	ASSERT_EQ(c.pages_1g, 0);
 	ASSERT_EQ(c.pages_2m, 512);
 
-	ASSERT_EQ(split_range(vm->fd, gpa, SZ_1G, LEVEL_4K, 0), 512);
+	ASSERT_EQ(split_range(vm->fd, gpa, SZ_1G, SZ_4K, 0), 512);
 	c = vm_page_counts(vm);
 	print_page_counts("after the 4K pass", c);
 	ASSERT_EQ(c.pages_1g, 0);
@@ -122,7 +122,7 @@ static void split_partial_range(void)
 	struct kvm_split_huge_pages args = {
 		/* From inside 2M page 3 to inside 2M page 7. */
 		.gpa = t.gpa + 3 * SZ_2M + SZ_4K, .size = 4 * SZ_2M,
-		.target_level = LEVEL_4K,
+		.page_size = SZ_4K,
 	};
 
 	ASSERT_EQ(split_once(t.vm->fd, &args), 0);
@@ -134,9 +134,9 @@ static void split_partial_range(void)
 
 	/* A single 4K page of an unsplit 2M page splits that page. */
 	ASSERT_EQ(split_range(t.vm->fd, t.gpa + 20 * SZ_2M + 8 * SZ_4K, SZ_4K,
-			      LEVEL_4K, 0), 1);
+			      SZ_4K, 0), 1);
 	/* 2M mappings are not above level 2M: nothing to do. */
-	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, LEVEL_2M, 0), 0);
+	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, SZ_2M, 0), 0);
 	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 26);
 }
 
@@ -162,7 +162,7 @@ static void split_across_memslots_and_holes(void)
 		vcpu_prefault(vcpu, slots[i].gpa, slots[i].size);
 	}
 	ASSERT_EQ(vm_page_counts(vm).pages_2m, 64);
-	ASSERT_EQ(split_range(vm->fd, start, end - start, LEVEL_4K, 0), 64);
+	ASSERT_EQ(split_range(vm->fd, start, end - start, SZ_4K, 0), 64);
 	ASSERT_EQ(vm_page_counts(vm).pages_2m, 0);
 	ASSERT_EQ(vm_page_counts(vm).pages_4k, 64 * PAGES_PER_2M);
 }
@@ -182,7 +182,7 @@ static void split_resumes_after_signal(void)
 	void *mem = alloc_thp(slot_size);
 	struct itimerval tick = { { 0, 500 }, { 0, 500 } }, off = { 0 };
 	struct kvm_split_huge_pages args = {
-		.gpa = start, .size = end - start, .target_level = LEVEL_4K,
+		.gpa = start, .size = end - start, .page_size = SZ_4K,
 	};
 	uint64_t total = 0, interrupted = 0, calls = 0;
 	int r;
@@ -230,7 +230,7 @@ static void invalid_arguments(void)
 {
 	struct thp_vm t = thp_vm_create(SLOT_GPA, 4 * SZ_2M);
 	const struct kvm_split_huge_pages valid = {
-		.gpa = t.gpa, .size = t.size, .target_level = LEVEL_4K,
+		.gpa = t.gpa, .size = t.size, .page_size = SZ_4K,
 	};
 	struct {
 		const char *what;
@@ -238,11 +238,15 @@ static void invalid_arguments(void)
 	} bad[] = {
 		{ "misaligned gpa", valid }, { "misaligned size", valid },
 		{ "zero size", valid }, { "overflowing range", valid },
-		{ "level 0", valid }, { "level 3", valid },
+		{ "page size 0", valid }, { "page size 1", valid },
+		{ "page size 8K", valid }, { "page size 1G", valid },
+		{ "page sizes 4K|2M", valid }, { "page size 4K + 4G", valid },
 		{ "unknown flag", valid }, { "HOLD|RELEASE", valid },
-		{ "RELEASE with a level", valid },
+		{ "HOLD|QUERY", valid }, { "RELEASE|QUERY", valid },
+		{ "RELEASE with a page size", valid },
+		{ "QUERY without a page size", valid },
 		{ "reserved[0]", valid }, { "reserved[1]", valid },
-		{ "reserved[2]", valid }, { "reserved[3]", valid },
+		{ "reserved[2]", valid },
 	};
 	struct kvm_split_huge_pages ok = valid;
 
@@ -251,13 +255,22 @@ static void invalid_arguments(void)
 	bad[2].args.size = 0;
 	bad[3].args.gpa = -SZ_2M;
 	bad[3].args.size = 2 * SZ_2M;
-	bad[4].args.target_level = 0;
-	bad[5].args.target_level = 3;
-	bad[6].args.flags = 1U << 2;
-	bad[7].args.flags = HOLD | RELEASE;
-	bad[8].args.flags = RELEASE;
-	for (int i = 0; i < 4; i++)
-		bad[9 + i].args.reserved[i] = 1;
+	bad[4].args.page_size = 0;
+	bad[5].args.page_size = 1;
+	bad[6].args.page_size = 2 * SZ_4K;
+	bad[7].args.page_size = SZ_1G;
+	bad[8].args.page_size = SZ_4K | SZ_2M;
+	/* The same low 32 bits as 4K, for a kernel that would truncate. */
+	bad[9].args.page_size = SZ_4K + (1ULL << 32);
+	bad[10].args.flags = 1ULL << 3;
+	bad[11].args.flags = HOLD | RELEASE;
+	bad[12].args.flags = HOLD | QUERY;
+	bad[13].args.flags = RELEASE | QUERY;
+	bad[14].args.flags = RELEASE;
+	bad[15].args.flags = QUERY;
+	bad[15].args.page_size = 0;
+	for (int i = 0; i < 3; i++)
+		bad[16 + i].args.reserved[i] = 1;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		int r = split_once(t.vm->fd, &bad[i].args);
@@ -281,11 +294,11 @@ static void hold_keeps_refaults_small(void)
 		.gpa = t.gpa, .size = t.size, .flags = RELEASE,
 	};
 
-	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, LEVEL_4K, 0), 32);
+	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, SZ_4K, 0), 32);
 	zap_and_refault(&t);
 	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 32);	/* no hold: huge again */
 
-	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, LEVEL_4K, HOLD), 32);
+	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, SZ_4K, HOLD), 32);
 	zap_and_refault(&t);
 	print_page_counts("held, after zap + refault", vm_page_counts(t.vm));
 	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 0);
@@ -313,18 +326,23 @@ static void hold_at_2m_keeps_1g_away(void)
 
 	vm_set_memslot(vm, FIRST_TEST_SLOT, 0, gpa, SZ_1G, alloc_hugetlb_1g(SZ_1G));
 	vcpu_prefault(vcpu, gpa, SZ_1G);
-	ASSERT_EQ(split_range(vm->fd, gpa, SZ_1G, LEVEL_2M, 0), 1);
-	ASSERT_EQ(split_range(vm->fd, gpa, SZ_1G, LEVEL_4K, 0), 512);
+	ASSERT_EQ(split_range(vm->fd, gpa, SZ_1G, SZ_2M, 0), 1);
+	ASSERT_EQ(split_range(vm->fd, gpa, SZ_1G, SZ_4K, 0), 512);
 	vcpu_prefault(vcpu, gpa, SZ_1G);
 	ASSERT_EQ(vm_page_counts(vm).pages_1g, 1);
 
-	ASSERT_EQ(split_range(vm->fd, gpa, SZ_1G, LEVEL_2M, HOLD), 1);
-	ASSERT_EQ(split_range(vm->fd, gpa, SZ_1G, LEVEL_4K, 0), 512);
+	ASSERT_EQ(split_range(vm->fd, gpa, SZ_1G, SZ_2M, HOLD), 1);
+	ASSERT_EQ(split_range(vm->fd, gpa, SZ_1G, SZ_4K, 0), 512);
 	vcpu_prefault(vcpu, gpa, SZ_1G);
 	c = vm_page_counts(vm);
 	print_page_counts("held at 2M, after refault", c);
 	ASSERT_EQ(c.pages_1g, 0);
 	ASSERT_EQ(c.pages_2m, 512);
+}
+
+static uint64_t pages_held(struct vm *vm)
+{
+	return stats_read(vm->stats_fd, "pages_held");
 }
 
 /*
@@ -335,7 +353,7 @@ static void hold_dropped_by_dirty_log_disable(void)
 {
 	struct thp_vm t = thp_vm_create(SLOT_GPA, 32 * SZ_2M);
 
-	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, LEVEL_4K, HOLD), 32);
+	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, SZ_4K, HOLD), 32);
 	vm_set_memslot(t.vm, FIRST_TEST_SLOT, KVM_MEM_LOG_DIRTY_PAGES, t.gpa,
 		       t.size, t.mem);
 	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 0);
@@ -344,14 +362,10 @@ static void hold_dropped_by_dirty_log_disable(void)
 	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 0);
 
 	vm_set_memslot(t.vm, FIRST_TEST_SLOT, 0, t.gpa, t.size, t.mem);
+	ASSERT_EQ(pages_held(t.vm), 0);
 	vcpu_prefault(t.vcpu, t.gpa, t.size);
 	print_page_counts("dirty logging off, after refault", vm_page_counts(t.vm));
 	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 32);
-}
-
-static uint64_t pages_held(struct vm *vm)
-{
-	return stats_read(vm->stats_fd, "pages_held");
 }
 
 static void release(struct vm *vm, uint64_t gpa, uint64_t size)
@@ -382,7 +396,7 @@ static void release_is_exact(void)
 	vcpu_prefault(t.vcpu, other_gpa, other_size);
 	ASSERT_EQ(pages_held(t.vm), 0);
 	ASSERT_EQ(split_range(t.vm->fd, t.gpa, other_gpa + other_size - t.gpa,
-			      LEVEL_4K, HOLD), 36);
+			      SZ_4K, HOLD), 36);
 	ASSERT_EQ(pages_held(t.vm), 36 * PAGES_PER_2M);
 
 	release(t.vm, t.gpa + 16 * SZ_2M, SZ_2M);
@@ -411,8 +425,8 @@ static void release_keeps_neighbour_hold(void)
 {
 	struct thp_vm t = thp_vm_create(SLOT_GPA, 4 * SZ_2M);
 
-	split_range(t.vm->fd, t.gpa, HALF_2M, LEVEL_4K, HOLD);
-	split_range(t.vm->fd, t.gpa + HALF_2M, HALF_2M, LEVEL_4K, HOLD);
+	split_range(t.vm->fd, t.gpa, HALF_2M, SZ_4K, HOLD);
+	split_range(t.vm->fd, t.gpa + HALF_2M, HALF_2M, SZ_4K, HOLD);
 	ASSERT_EQ(pages_held(t.vm), PAGES_PER_2M);
 
 	release(t.vm, t.gpa, HALF_2M);
@@ -436,8 +450,8 @@ static void release_zaps_only_its_range(void)
 	struct thp_vm t = thp_vm_create(SLOT_GPA, 32 * SZ_2M);
 	struct page_counts c;
 
-	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, LEVEL_4K, 0), 32);
-	split_range(t.vm->fd, t.gpa, 2 * SZ_2M, LEVEL_4K, HOLD);
+	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, SZ_4K, 0), 32);
+	split_range(t.vm->fd, t.gpa, 2 * SZ_2M, SZ_4K, HOLD);
 	release(t.vm, t.gpa, SZ_2M);
 	c = vm_page_counts(t.vm);
 	print_page_counts("one of two held 2M regions released", c);
@@ -445,6 +459,81 @@ static void release_zaps_only_its_range(void)
 	ASSERT_EQ(c.pages_4k, 31 * PAGES_PER_2M);
 	vcpu_prefault(t.vcpu, t.gpa, SZ_2M);
 	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 1);
+}
+
+/* One QUERY: the first range held at @page_size in [@gpa, @gpa + @size). */
+static struct kvm_split_huge_pages query(struct vm *vm, uint64_t gpa,
+					 uint64_t size, uint64_t page_size)
+{
+	struct kvm_split_huge_pages args = {
+		.gpa = gpa, .size = size, .page_size = page_size, .flags = QUERY,
+	};
+
+	ASSERT_EQ(split_once(vm->fd, &args), 0);
+	ASSERT_EQ(args.nr_split, 0);
+	return args;
+}
+
+#define ASSERT_RANGE(q, start, len)					\
+	do {								\
+		ASSERT_EQ((q).gpa, (uint64_t)(start));			\
+		ASSERT_EQ((q).size, (uint64_t)(len));			\
+	} while (0)
+
+/*
+ * QUERY reads the holds back, per target size, one range per call and
+ * clipped to the range asked about, and changes nothing: two memslots, one
+ * held at 4K (its middle 2M region released again), one at 2M; a range
+ * held over the hole between them; a window that ends inside a range.
+ */
+static void query_reads_back_holds(void)
+{
+	struct thp_vm t = thp_vm_create(SLOT_GPA, 8 * SZ_2M);
+	const uint64_t other_gpa = 2 * SZ_1G, other_size = 4 * SZ_2M;
+	const uint64_t end = other_gpa + other_size;
+	struct page_counts before, after;
+	struct kvm_split_huge_pages q;
+
+	vm_set_memslot(t.vm, FIRST_TEST_SLOT + 1, 0, other_gpa, other_size,
+		       alloc_thp(other_size));
+	vcpu_prefault(t.vcpu, other_gpa, other_size);
+
+	/* Nothing held yet: the whole range is consumed, size 0. */
+	ASSERT_RANGE(query(t.vm, t.gpa, end - t.gpa, SZ_4K), end, 0);
+
+	split_range(t.vm->fd, t.gpa, t.size, SZ_4K, HOLD);
+	split_range(t.vm->fd, other_gpa, other_size, SZ_2M, HOLD);
+	release(t.vm, t.gpa + 3 * SZ_2M, SZ_2M);
+	before = vm_page_counts(t.vm);
+
+	/* At 4K: the first memslot around the released region... */
+	q = query(t.vm, 0, end, SZ_4K);
+	ASSERT_RANGE(q, t.gpa, 3 * SZ_2M);
+	q = query(t.vm, q.gpa + q.size, end - (q.gpa + q.size), SZ_4K);
+	ASSERT_RANGE(q, t.gpa + 4 * SZ_2M, 4 * SZ_2M);
+	/* ...and nothing after it: the other memslot is held at 2M. */
+	q = query(t.vm, q.gpa + q.size, end - (q.gpa + q.size), SZ_4K);
+	ASSERT_RANGE(q, end, 0);
+	/* At 2M, only the other memslot, and clipped to the window. */
+	ASSERT_RANGE(query(t.vm, 0, end, SZ_2M), other_gpa, other_size);
+	ASSERT_RANGE(query(t.vm, 0, other_gpa + SZ_2M, SZ_2M), other_gpa, SZ_2M);
+	ASSERT_RANGE(query(t.vm, other_gpa + SZ_2M, SZ_2M, SZ_2M),
+		     other_gpa + SZ_2M, SZ_2M);
+	/* A window starting inside a held range. */
+	ASSERT_RANGE(query(t.vm, t.gpa + SZ_2M, SZ_1G, SZ_4K),
+		     t.gpa + SZ_2M, 2 * SZ_2M);
+
+	/* Reading changed nothing. */
+	after = vm_page_counts(t.vm);
+	ASSERT_EQ(after.pages_4k, before.pages_4k);
+	ASSERT_EQ(after.pages_2m, before.pages_2m);
+	ASSERT_EQ(pages_held(t.vm), 11 * PAGES_PER_2M);
+
+	/* A release over both memslots and the hole ends every hold. */
+	release(t.vm, 0, end);
+	ASSERT_RANGE(query(t.vm, 0, end, SZ_4K), end, 0);
+	ASSERT_RANGE(query(t.vm, 0, end, SZ_2M), end, 0);
+	ASSERT_EQ(pages_held(t.vm), 0);
 }
 
 /*
@@ -460,12 +549,12 @@ static void dirty_logging_slot_not_split(void)
 	vm_set_memslot(t.vm, FIRST_TEST_SLOT, KVM_MEM_LOG_DIRTY_PAGES, t.gpa,
 		       t.size, t.mem);
 	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 32);
-	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, LEVEL_4K, 0), 0);
+	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, SZ_4K, 0), 0);
 	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 32);
 
 	/* The control: with dirty logging off, the same call splits. */
 	vm_set_memslot(t.vm, FIRST_TEST_SLOT, 0, t.gpa, t.size, t.mem);
-	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, LEVEL_4K, 0), 32);
+	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, SZ_4K, 0), 32);
 }
 
 /*
@@ -483,7 +572,7 @@ static void hold_dropped_on_readonly_slot(void)
 	vm_set_memslot(vm, FIRST_TEST_SLOT, KVM_MEM_READONLY, SLOT_GPA, size, mem);
 	vcpu_prefault(vcpu, SLOT_GPA, size);
 	ASSERT_EQ(vm_page_counts(vm).pages_2m, 32);
-	ASSERT_EQ(split_range(vm->fd, SLOT_GPA, size, LEVEL_4K, HOLD), 32);
+	ASSERT_EQ(split_range(vm->fd, SLOT_GPA, size, SZ_4K, HOLD), 32);
 
 	vm_set_memslot(vm, FIRST_TEST_SLOT,
 		       KVM_MEM_READONLY | KVM_MEM_LOG_DIRTY_PAGES, SLOT_GPA,
@@ -501,7 +590,7 @@ static void foreign_split(int vm_fd)
 {
 	int stats_fd = ioctl(vm_fd, KVM_GET_STATS_FD, NULL);
 	struct kvm_split_huge_pages args = {
-		.gpa = SLOT_GPA, .size = 32 * SZ_2M, .target_level = LEVEL_4K,
+		.gpa = SLOT_GPA, .size = 32 * SZ_2M, .page_size = SZ_4K,
 	};
 
 	ASSERT(stats_fd >= 0, "foreign KVM_GET_STATS_FD: %m");
@@ -575,7 +664,7 @@ static void foreign_split_1g(int vm_fd)
 
 	join_cgroup("helper");
 	before = sec_pagetables_of("helper");
-	ASSERT_EQ(split_range(vm_fd, 4 * SZ_1G, SZ_1G, LEVEL_4K, 0), 1 + 512);
+	ASSERT_EQ(split_range(vm_fd, 4 * SZ_1G, SZ_1G, SZ_4K, 0), 1 + 512);
 	ASSERT_EQ(sec_pagetables_of("helper"), before);
 }
 
@@ -649,7 +738,7 @@ static void split_while_vcpus_write(void)
 	}
 	wait_for_passes(&w[0], 1);
 	wait_for_passes(&w[1], 1);
-	ASSERT_EQ(split_range(t.vm->fd, t.gpa, size, LEVEL_4K, 0), 64);
+	ASSERT_EQ(split_range(t.vm->fd, t.gpa, size, SZ_4K, 0), 64);
 	wait_for_passes(&w[0], atomic_load(&w[0].passes) + 2);
 	wait_for_passes(&w[1], atomic_load(&w[1].passes) + 2);
 	atomic_store(&stop, true);
@@ -709,7 +798,7 @@ static void split_while_memslot_churns(void)
 	pthread_create(&thread, NULL, memslot_churn_thread, &c);
 	while (c.rounds < 20)
 		splits += split_range(t.vm->fd, t.gpa - SZ_2M, t.size + 2 * SZ_2M,
-				      LEVEL_4K, 0);
+				      SZ_4K, 0);
 	atomic_store(&stop, true);
 	pthread_join(thread, NULL);
 	ktest_log("%lu memslot rounds, %llu splits", atomic_load(&c.rounds),
@@ -718,7 +807,7 @@ static void split_while_memslot_churns(void)
 	/* The final state is consistent: the slot maps and splits normally. */
 	ASSERT_EQ(vcpu_run_pass(c.writer), 0);
 	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 32);
-	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, LEVEL_4K, 0), 32);
+	ASSERT_EQ(split_range(t.vm->fd, t.gpa, t.size, SZ_4K, 0), 32);
 	ASSERT_EQ(vm_page_counts(t.vm).pages_2m, 0);
 }
 
@@ -734,7 +823,7 @@ static void *splitter_thread(void *arg)
 	struct splitter *s = arg;
 
 	pthread_barrier_wait(s->start);
-	s->nr_split = split_range(s->vm_fd, s->gpa, s->size, LEVEL_4K, 0);
+	s->nr_split = split_range(s->vm_fd, s->gpa, s->size, SZ_4K, 0);
 	return NULL;
 }
 
@@ -768,7 +857,7 @@ static void without_tdp_mmu(void)
 {
 	struct vm *vm = vm_create();
 	struct kvm_split_huge_pages args = {
-		.gpa = SLOT_GPA, .size = 4 * SZ_2M, .target_level = LEVEL_4K,
+		.gpa = SLOT_GPA, .size = 4 * SZ_2M, .page_size = SZ_4K,
 	};
 
 	vm_set_memslot(vm, FIRST_TEST_SLOT, 0, SLOT_GPA, 4 * SZ_2M,
@@ -788,7 +877,7 @@ static void private_memory_vm_refused(void)
 		.slot = FIRST_TEST_SLOT, .flags = KVM_MEM_GUEST_MEMFD,
 		.guest_phys_addr = SLOT_GPA, .memory_size = SZ_2M,
 	};
-	const uint32_t flags[] = { 0, HOLD, RELEASE };
+	const uint64_t flags[] = { 0, HOLD, RELEASE, QUERY };
 
 	ASSERT(kvm_fd >= 0, "open /dev/kvm: %m");
 	types = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES);
@@ -801,13 +890,12 @@ static void private_memory_vm_refused(void)
 	CHECKED_IOCTL(vm_fd, KVM_SET_USER_MEMORY_REGION2, &region);
 
 	/* Other VMs still can. */
-	ASSERT_EQ(ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SPLIT_HUGE_PAGES),
-		  1 << (LEVEL_4K - 1) | 1 << (LEVEL_2M - 1));
+	ASSERT_EQ(ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SPLIT_HUGE_PAGES), SIZES);
 	ASSERT_EQ(ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SPLIT_HUGE_PAGES), 0);
 	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
 		struct kvm_split_huge_pages args = {
 			.gpa = SLOT_GPA, .size = SZ_2M, .flags = flags[i],
-			.target_level = flags[i] == RELEASE ? 0 : LEVEL_4K,
+			.page_size = flags[i] == RELEASE ? 0 : SZ_4K,
 		};
 
 		ASSERT_EQ(split_once(vm_fd, &args), -EOPNOTSUPP);
@@ -821,7 +909,7 @@ static void private_memory_vm_refused(void)
 }
 
 static const struct ktest_case cases[] = {
-	{ "capability_reports_levels", capability_reports_levels },
+	{ "capability_reports_sizes", capability_reports_sizes },
 	{ "split_2m_to_4k_whole_slot", split_2m_to_4k_whole_slot },
 	{ "split_1g_to_2m_to_4k", split_1g_to_2m_to_4k },
 	{ "split_partial_range", split_partial_range },
@@ -834,6 +922,7 @@ static const struct ktest_case cases[] = {
 	{ "release_is_exact", release_is_exact },
 	{ "release_keeps_neighbour_hold", release_keeps_neighbour_hold },
 	{ "release_zaps_only_its_range", release_zaps_only_its_range },
+	{ "query_reads_back_holds", query_reads_back_holds },
 	{ "dirty_logging_slot_not_split", dirty_logging_slot_not_split },
 	{ "hold_dropped_on_readonly_slot", hold_dropped_on_readonly_slot },
 	{ "foreign_caller_splits", foreign_caller_splits },

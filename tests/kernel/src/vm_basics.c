@@ -75,7 +75,7 @@ static void foreign_ioctls_get_eio(int vm_fd)
 {
 	struct kvm_split_huge_pages args = {
 		.gpa = THP_SLOT_GPA, .size = SZ_2M,
-		.target_level = KVM_SPLIT_HUGE_PAGES_LEVEL_4K,
+		.page_size = SZ_4K,
 	};
 
 	ASSERT(ioctl(vm_fd, KVM_SPLIT_HUGE_PAGES, &args) < 0 && errno == EIO,
