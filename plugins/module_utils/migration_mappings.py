@@ -21,7 +21,7 @@ from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.c
 from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.domain import pid_from_run_dir
 from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.errors import PresplitError
 from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.process import take_vm_fd
-from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.uapi import LEVEL_4K
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.uapi import PAGE_SIZE
 
 
 def open_source_vm(name, uuid):
@@ -95,6 +95,6 @@ class SourceMappings:
         split = None
         if self.at_start is not None and self.last_read is not None:
             # Huge = above 4K: what a split to 4K leaves none of.
-            split = huge_mappings(self.at_start, LEVEL_4K) - huge_mappings(self.last_read, LEVEL_4K)
+            split = huge_mappings(self.at_start, PAGE_SIZE) - huge_mappings(self.last_read, PAGE_SIZE)
         return {"source": self.source, "at_start": self.at_start, "last_read": self.last_read,
                 "reads": self.reads, "huge_split": split, "error": self.error}

@@ -91,7 +91,9 @@ host:
           C(binary_stats_fd)), or C(error) when C(/dev/kvm) cannot be opened.
       type: dict
     split_levels:
-      description: Target levels C(KVM_SPLIT_HUGE_PAGES) accepts.
+      description:
+        - Target levels C(KVM_SPLIT_HUGE_PAGES) accepts, from the page sizes its capability lists;
+          empty with the older, level-based series, which this collection does not drive.
       type: list
       elements: str
       sample: [4k, 2m]
@@ -192,13 +194,20 @@ domains:
       type: dict
     hold_check:
       description:
-        - The hold record set against the kernel's own count of held pages (the VM statistic
-          C(pages_held)); null when the domain could not be read.
-        - C(status) is C(none), C(held), C(stale-record) (recorded, but the kernel holds
-          nothing, e.g. after a failed migration switched dirty logging off), C(unrecorded)
-          (the kernel holds pages with no record, a hold that outlived the run that took it)
-          or C(unknown) (a kernel that does not count held pages); also C(kernel_pages),
-          C(recorded), C(held_seconds) and C(message).
+        - The hold record set against the ranges the kernel reports holding
+          (C(KVM_SPLIT_HUGE_PAGES_QUERY)); null when the domain could not be read.
+        - C(status) is C(none) (no record, nothing held), C(held) (the recorded range is held
+          at the recorded page size or smaller), C(partial) (only part of it is), C(stale-record)
+          (recorded, but the kernel holds none of it, e.g. after a failed migration switched
+          dirty logging off), C(unrecorded) (no record, but the kernel holds ranges, a hold that
+          outlived the run that took it) or C(unknown) (a kernel that cannot be asked, such as
+          one without the query).
+        - C(kernel_ranges) lists the kernel's held ranges, each with C(page_size), C(gpa) and
+          C(size) in bytes (null when C(unknown)); C(unrecorded) those of them, or their parts,
+          outside the record.
+        - C(kernel_pages) is the VM statistic C(pages_held), and C(pages_agree) whether it and
+          the ranges agree on whether anything is held (null when either is unknown).
+        - Also C(recorded), C(held_seconds) and C(message).
       type: dict
     status:
       description: C(ok), C(not running), C(not KVM-accelerated) or C(error).

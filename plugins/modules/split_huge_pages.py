@@ -23,7 +23,9 @@ description:
   - O(state=released) drops the hold this module placed. Without a hold record nothing is done
     unless O(force_release=true), because a release lets KVM collapse the range back to huge pages.
     A domain that no longer runs on this host (migrated away) holds nothing and is reported as C(absent).
-  - Needs a kernel with the presplit patch (host mode V(patched), see M(presplit.kvm.host_info)).
+  - Needs a kernel with the presplit patch series whose capability lists page sizes (host mode
+    V(patched), see M(presplit.kvm.host_info)); a kernel with the older, level-based series is
+    treated as unpatched and never sent the ioctl.
     Elsewhere, and for TCG domains, O(on_unsupported) decides between failing, warning and skipping.
 author:
   - presplit.kvm developers (@presplit-kvm)
@@ -171,8 +173,9 @@ domains:
       returned: with O(state=split)
     passes:
       description:
-        - One record per pass with C(pass) (C(1g->2m), C(2m->4k), C(release)), C(nr_split),
-          C(resumes) (ioctl restarts after -EINTR) and C(seconds).
+        - One record per pass with C(pass) (C(1g->2m), C(2m->4k), C(release)), C(page_size)
+          (the target page size in bytes the ioctl was given, 0 for a release), C(gpa), C(size),
+          C(nr_split), C(resumes) (ioctl restarts after -EINTR) and C(seconds).
       type: list
       elements: dict
       returned: when ioctls ran
@@ -189,7 +192,13 @@ domains:
       type: int
       returned: when a split ran or nothing was left to split
     hold_record:
-      description: The recorded hold (level, range, QEMU pid and start time), null when none.
+      description:
+        - The recorded hold, null when none; C(page_size) (target page size in bytes), C(gpa),
+          C(size), C(uuid), C(pid), C(starttime) (QEMU's) and C(since).
+        - After a split with O(hold=true), also C(kernel_ranges), the C([gpa, size]) pairs the
+          kernel then reported held at C(page_size) (absent when the kernel cannot be asked).
+        - A record written by an earlier version of the collection is read with its
+          C(target_level) turned into C(page_size).
       type: dict
     kernel_held_pages:
       description:

@@ -15,7 +15,7 @@ from .domain import DEFAULT_RUN_DIR, DEFAULT_URI, shown
 from .errors import EXIT_STATUS_DOC, PresplitError, exit_status_for_code
 from .hold_state import DEFAULT_STATE_DIR
 from .ops import PresplitHost
-from .uapi import LEVEL_NAMES
+from .uapi import page_size_name
 
 
 EXIT_MIXED = 10
@@ -89,7 +89,11 @@ def _fmt_counts(counts):
 def hold_label(record):
     if not record:
         return "-"
-    return "held@%s" % LEVEL_NAMES.get(record["target_level"], record["target_level"])
+    return "held@%s" % page_size_name(record["page_size"])
+
+
+def _fmt_range(item):
+    return "%s [%#x, %#x)" % (page_size_name(item["page_size"]), item["gpa"], item["gpa"] + item["size"])
 
 
 def _table(rows):
@@ -117,10 +121,21 @@ def render_status(facts):
     for dom in facts["domains"]:
         for attempt in dom["counts_attempts"]:
             lines.append("  %s: %s failed: %s" % (dom["name"], attempt["source"], attempt["error"]))
-        check = dom.get("hold_check")
-        if check and check["status"] in ("stale-record", "unrecorded"):
-            lines.append("  %s: hold %s: %s" % (dom["name"], check["status"], check["message"]))
+        lines.extend(_hold_check_lines(dom["name"], dom.get("hold_check")))
     return "\n".join(lines)
+
+
+def _hold_check_lines(name, check):
+    """What the kernel holds, and the hold check when it needs the operator."""
+    if not check:
+        return []
+    lines = ["  %s: kernel holds %s" % (name, _fmt_range(item)) for item in check.get("kernel_ranges") or ()]
+    if check["status"] in ("stale-record", "partial", "unrecorded"):
+        lines.append("  %s: hold %s: %s" % (name, check["status"], check["message"]))
+    if check["recorded"]:
+        # Without a record all the kernel holds is unrecorded, and listed above.
+        lines.extend("  %s: unrecorded %s" % (name, _fmt_range(item)) for item in check["unrecorded"])
+    return lines
 
 
 def render_result(command, result):

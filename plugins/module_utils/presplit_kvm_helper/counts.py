@@ -16,6 +16,7 @@ import os
 
 from .ioctl import get_stats_fd
 from .stats import MAPPING_STATS, StatsFormatError, held_pages_from_stats_fd, mapping_counts_from_stats_fd
+from .uapi import HUGE_2M
 
 
 DEBUGFS_KVM = "/sys/kernel/debug/kvm"
@@ -24,7 +25,7 @@ QUERY_STATS = json.dumps({"execute": "query-stats",
                                         "providers": [{"provider": "kvm", "names": list(MAPPING_STATS)}]}})
 
 
-def _explain_oserror(exc):
+def explain_oserror(exc):
     if exc.errno == errno.EIO:
         return ("EIO: the kernel refuses VM ioctls from a process other than QEMU "
                 "(unpatched kernel, or the VM is dead)")
@@ -49,7 +50,7 @@ def held_pages(vm_fd):
         finally:
             os.close(stats_fd)
     except OSError as exc:
-        return {"pages": None, "error": _explain_oserror(exc)}
+        return {"pages": None, "error": explain_oserror(exc)}
     except StatsFormatError as exc:
         return {"pages": None, "error": str(exc)}
 
@@ -97,7 +98,7 @@ def read_mapping_counts(handle=None, libvirt_domain=None, debugfs_root=DEBUGFS_K
         try:
             return {"source": name, "counts": read(), "attempts": attempts}
         except OSError as exc:
-            attempts.append({"source": name, "error": _explain_oserror(exc)})
+            attempts.append({"source": name, "error": explain_oserror(exc)})
         except (StatsFormatError, ValueError, ImportError) as exc:
             attempts.append({"source": name, "error": str(exc)})
         except Exception as exc:  # pylint: disable=broad-except  # libvirtError has no stable base here
@@ -105,9 +106,9 @@ def read_mapping_counts(handle=None, libvirt_domain=None, debugfs_root=DEBUGFS_K
     return {"source": None, "counts": None, "attempts": attempts}
 
 
-def huge_mappings(counts, target_level):
-    """How many mappings are larger than the target level (None when counts are unknown)."""
+def huge_mappings(counts, page_size):
+    """How many mappings are larger than the target page size (None when counts are unknown)."""
     if counts is None:
         return None
-    bigger = ("pages_1g",) if target_level == 2 else ("pages_2m", "pages_1g")
+    bigger = ("pages_1g",) if page_size == HUGE_2M else ("pages_2m", "pages_1g")
     return sum(counts.get(name, 0) for name in bigger)

@@ -18,7 +18,8 @@ from .ioctl import KVM_DEVICE, check_extension, open_kvm
 from .memory import DEFAULT_HUGEPAGE_KIB
 from .modes import MODE_EAGER, MODE_NONE, MODE_PATCHED
 from .uapi import (KVM_CAP_BINARY_STATS_FD, KVM_CAP_DIRTY_LOG_RING, KVM_CAP_DIRTY_LOG_RING_ACQ_REL,
-                   KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_CAP_SPLIT_HUGE_PAGES, levels_from_cap)
+                   KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_CAP_SPLIT_HUGE_PAGES, cap_problem,
+                   page_size_names_from_cap)
 
 
 VENDOR_MODULES = ("kvm_intel", "kvm_amd", "kvm_pvm")
@@ -133,10 +134,12 @@ def decide_mode(caps, tdp_mmu, tdp_enabled, eager_page_split):
     if "error" in caps:
         return MODE_NONE, "KVM unusable: %s" % caps["error"]
     split_cap = caps.get("split_huge_pages", 0)
-    if split_cap:
+    problem = cap_problem(split_cap)
+    if problem is None:
         return MODE_PATCHED, "KVM_CAP_SPLIT_HUGE_PAGES = %#x (levels %s)" % (
-            split_cap, ", ".join(levels_from_cap(split_cap)))
-    missing = ["KVM_CAP_SPLIT_HUGE_PAGES absent (0)"]
+            split_cap, ", ".join(page_size_names_from_cap(split_cap)))
+    # A kernel with the older series is not patched as far as this helper goes.
+    missing = [problem]
     if tdp_enabled is False:
         missing.append("two-dimensional paging (EPT/NPT) is off")
     if tdp_mmu is not True:
@@ -167,7 +170,7 @@ def host_facts(sys_root="/sys", device=KVM_DEVICE):
         "tdp_mmu": tdp_mmu,
         "eager_page_split": eager,
         "kvm_capabilities": caps,
-        "split_levels": levels_from_cap(split_cap) if split_cap else [],
+        "split_levels": page_size_names_from_cap(split_cap),
         "thp_mode": thp_mode(sys_root),
         "hugetlb_pools": hugetlb_pools(sys_root),
         "mode": mode,

@@ -17,14 +17,16 @@ from .hold_state import DEFAULT_STATE_DIR, HoldState, compare_with_kernel
 from .host import default_hugepage_kib, host_facts, kvm_capabilities, thp_mode, thp_shmem_mode, virt_versions
 from .memory import memory_backing
 from .process import take_vm_fd
-from .split import DEFAULT_CHUNK, SplitDriver, guest_range, passes_for, validate_chunk, validate_rate
-from .uapi import LEVEL_BY_NAME
+from .query import clip_ranges, kernel_holds
+from .split import DEFAULT_CHUNK, SplitDriver, guest_range, pass_label, passes_for, validate_chunk, validate_rate
+from .uapi import PAGE_SIZE_BY_NAME, cap_accepts, cap_problem, is_old_level_cap
 
 
 def parse_level(name):
-    if name not in LEVEL_BY_NAME:
-        raise InvalidArgument("level must be one of %s, got %r" % (", ".join(sorted(LEVEL_BY_NAME)), name))
-    return LEVEL_BY_NAME[name]
+    """The target page size in bytes of a level name ('4k', '2m')."""
+    if name not in PAGE_SIZE_BY_NAME:
+        raise InvalidArgument("level must be one of %s, got %r" % (", ".join(sorted(PAGE_SIZE_BY_NAME)), name))
+    return PAGE_SIZE_BY_NAME[name]
 
 
 class PresplitHost:
@@ -90,7 +92,9 @@ class PresplitHost:
             with take_vm_fd(info.pid, info.uuid) as handle:
                 entry.update(self._counts(handle, info))
                 entry["hold"] = self.holds.get(handle.identity)
-                entry["hold_check"] = compare_with_kernel(entry["hold"], held_pages(handle.vm_fd))
+                entry["hold_check"] = compare_with_kernel(
+                    entry["hold"], held_pages(handle.vm_fd),
+                    kernel_holds(handle.vm_fd, self.split_capability(), self.split_ioctl))
             entry["status"] = "ok"
         except NotKvmAccelerated as exc:
             entry.update(status="not KVM-accelerated", accelerator="tcg", error=exc.as_dict())
@@ -119,10 +123,10 @@ class PresplitHost:
         info = self._running_kvm_domain(ident)
         gpa, size = guest_range(info.memory_bytes)
         split_cap = self.split_capability()
-        supported = bool(split_cap & (1 << (target - 1)))
+        supported = cap_accepts(split_cap, target)
         result = {"domain": info.name, "uuid": info.uuid, "pid": info.pid, "target_level": level, "hold": hold,
                   "range": {"gpa": gpa, "size": size}, "supported": supported,
-                  "passes_planned": ["1g->2m" if lvl == 2 else "2m->4k" for lvl in passes_for(target)],
+                  "passes_planned": [pass_label(pass_size) for pass_size in passes_for(target)],
                   "changed": False, "dry_run": dry_run}
         if not supported and not dry_run:
             raise Unsupported(self._unsupported_reason(split_cap, level))
@@ -132,7 +136,7 @@ class PresplitHost:
             result.update(before=before["counts"], counts_source=before["counts_source"],
                           counts_attempts=before["counts_attempts"], hold_record=record)
             remaining = huge_mappings(before["counts"], target)
-            held_enough = record is not None and record["target_level"] <= target
+            held_enough = record is not None and record["page_size"] <= target
             if remaining == 0 and (held_enough or not hold):
                 result["huge_mappings_left"] = 0
                 return result
@@ -156,7 +160,20 @@ class PresplitHost:
             result["after"] = after["counts"]
             result["huge_mappings_left"] = huge_mappings(after["counts"], target)
             result["kernel_held_pages"] = held_pages(handle.vm_fd)["pages"]
+            if hold:
+                result["hold_record"] = self._note_kernel_ranges(handle, result["hold_record"], split_cap)
         return result
+
+    def _note_kernel_ranges(self, handle, record, split_cap):
+        """The record with what the kernel now holds of it at its page size, which tells the
+        parts of the range that memslots cover; unchanged when the kernel cannot say."""
+        holds = kernel_holds(handle.vm_fd, split_cap, self.split_ioctl)
+        if holds["ranges"] is None:
+            return record
+        held = [(item["gpa"], item["size"]) for item in holds["ranges"] if item["page_size"] == record["page_size"]]
+        return self.holds.put(handle.identity, record["page_size"], record["gpa"], record["size"],
+                              kernel_ranges=clip_ranges(held, record["gpa"], record["size"]),
+                              since=record["since"])
 
     def release(self, ident, force=False, dry_run=False):
         """Drop this helper's hold. Without a hold record only ``force`` issues RELEASE,
@@ -175,7 +192,8 @@ class PresplitHost:
             if not result["changed"] or dry_run:
                 return result
             split_cap = self.split_capability()
-            if not split_cap:
+            if cap_problem(split_cap):
+                # An older series reads the struct differently: no ioctl built here may reach it.
                 raise Unsupported(self._unsupported_reason(split_cap, "release"))
             if record is not None:
                 gpa, size = record["gpa"], record["size"]
@@ -186,6 +204,8 @@ class PresplitHost:
         return result
 
     def _unsupported_reason(self, split_cap, level):
+        if is_old_level_cap(split_cap):
+            return cap_problem(split_cap)
         if split_cap:
             return "KVM_CAP_SPLIT_HUGE_PAGES = %#x does not accept level %s" % (split_cap, level)
         facts = host_facts(self.sys_root)

@@ -5,7 +5,7 @@
 
 As in the seed thread, a split to 4K runs as two passes, 1G->2M then 2M->4K, so the
 first pass frees the 1G mappings' cost early and each pass's chunks stay short. HOLD
-is only set on the last pass, at the final level: a hold at 2M from the first pass
+is only set on the last pass, at the final page size: a hold at 2M from the first pass
 would be replaced straight away. Each chunk is one ioctl that the kernel cuts short with
 -EINTR when a signal is pending, having advanced ``gpa``/``size`` in the struct; the driver
 re-issues the same struct until ``size`` is 0. Between chunks it reports progress,
@@ -19,8 +19,7 @@ import time
 
 from .errors import InvalidArgument, KvmIoctlFailed, ProcessMismatch, Unsupported
 from .uapi import (HUGE_1G, HUGE_2M, KVM_SPLIT_HUGE_PAGES, KVM_SPLIT_HUGE_PAGES_HOLD,
-                   KVM_SPLIT_HUGE_PAGES_RELEASE, LEVEL_2M, LEVEL_4K, LEVEL_NAMES, LEVEL_RELEASE,
-                   PAGE_SIZE, pack_split, unpack_split)
+                   KVM_SPLIT_HUGE_PAGES_RELEASE, PAGE_SIZE, PAGE_SIZE_RELEASE, pack_split, unpack_split)
 
 
 MAX_GPA = 1 << 57                 # 5-level paging: no guest-physical address goes beyond
@@ -33,13 +32,17 @@ RESUME_ERRNOS = (errno.EINTR,)
 MAX_STALLED_RESUMES = 1000       # -EINTR without progress this often: something is wrong
 
 
-def passes_for(target_level):
-    """Target levels of the passes that reach ``target_level``."""
-    if target_level == LEVEL_4K:
-        return [LEVEL_2M, LEVEL_4K]
-    if target_level == LEVEL_2M:
-        return [LEVEL_2M]
-    raise InvalidArgument("target level must be 1 (4k) or 2 (2m), got %r" % (target_level,))
+def passes_for(page_size):
+    """Target page sizes of the passes that reach ``page_size``."""
+    if page_size == PAGE_SIZE:
+        return [HUGE_2M, PAGE_SIZE]
+    if page_size == HUGE_2M:
+        return [HUGE_2M]
+    raise InvalidArgument("target page size must be 4096 (4k) or %d (2m), got %r" % (HUGE_2M, page_size))
+
+
+def pass_label(page_size):
+    return "1g->2m" if page_size == HUGE_2M else "2m->4k"
 
 
 def guest_range(memory_bytes):
@@ -117,9 +120,9 @@ class SplitDriver:
         self._clock = clock
         self._sleep = sleep
 
-    def _issue(self, gpa, size, level, flags):
+    def _issue(self, gpa, size, page_size, flags):
         """One ioctl, resumed until done; returns (nr_split, resumes)."""
-        buf = pack_split(gpa, size, level, flags)
+        buf = pack_split(gpa, size, page_size, flags)
         resumes = stalled = 0
         nr_split = 0
         while True:
@@ -138,7 +141,7 @@ class SplitDriver:
                     raise KvmIoctlFailed("KVM_SPLIT_HUGE_PAGES made no progress in %d retries at gpa %#x"
                                          % (stalled, state["gpa"]), errno_value=exc.errno,
                                          progress={"gpa": state["gpa"], "size": state["size"]})
-                buf = pack_split(state["gpa"], state["size"], level, flags)   # nr_split back to 0
+                buf = pack_split(state["gpa"], state["size"], page_size, flags)   # nr_split back to 0
                 continue
             state = unpack_split(buf)
             if state["size"] != 0:
@@ -146,7 +149,7 @@ class SplitDriver:
                                      % (state["size"], state["gpa"]))
             return nr_split + state["nr_split"], resumes
 
-    def run_pass(self, gpa, size, level, flags, label):
+    def run_pass(self, gpa, size, page_size, flags, label):
         """Walk [gpa, gpa+size) chunk by chunk; returns a per-pass record."""
         started = self._clock()
         done = nr_split = resumes = 0
@@ -154,7 +157,7 @@ class SplitDriver:
             if self.keep_going is not None and not self.keep_going():
                 raise ProcessMismatch("QEMU exited during %s after %d of %d bytes; stopped" % (label, done, size))
             step = min(self.chunk, size - done)
-            chunk_split, chunk_resumes = self._issue(gpa + done, step, level, flags)
+            chunk_split, chunk_resumes = self._issue(gpa + done, step, page_size, flags)
             done += step
             nr_split += chunk_split
             resumes += chunk_resumes
@@ -164,20 +167,19 @@ class SplitDriver:
                 ahead = done / self.rate_bytes_s - (self._clock() - started)
                 if ahead > 0:
                     self._sleep(ahead)
-        return {"pass": label, "target_level": LEVEL_NAMES.get(level, "release"), "gpa": gpa, "size": size,
+        return {"pass": label, "page_size": page_size, "gpa": gpa, "size": size,
                 "nr_split": nr_split, "resumes": resumes, "seconds": round(self._clock() - started, 6)}
 
-    def split(self, gpa, size, target_level, hold=False):
+    def split(self, gpa, size, page_size, hold=False):
         validate_range(gpa, size)
-        levels = passes_for(target_level)
+        sizes = passes_for(page_size)
         records = []
-        for index, level in enumerate(levels):
-            last = index == len(levels) - 1
+        for index, pass_size in enumerate(sizes):
+            last = index == len(sizes) - 1
             flags = KVM_SPLIT_HUGE_PAGES_HOLD if (hold and last) else 0
-            label = "1g->2m" if level == LEVEL_2M else "2m->4k"
-            records.append(self.run_pass(gpa, size, level, flags, label))
+            records.append(self.run_pass(gpa, size, pass_size, flags, pass_label(pass_size)))
         return records
 
     def release(self, gpa, size):
         validate_range(gpa, size)
-        return self.run_pass(gpa, size, LEVEL_RELEASE, KVM_SPLIT_HUGE_PAGES_RELEASE, "release")
+        return self.run_pass(gpa, size, PAGE_SIZE_RELEASE, KVM_SPLIT_HUGE_PAGES_RELEASE, "release")

@@ -63,36 +63,73 @@ KVM_CAP_SPLIT_HUGE_PAGES = 1024
 KVM_SPLIT_HUGE_PAGES_NR = 0xF0
 
 # struct kvm_split_huge_pages {
-#     __u64 gpa; __u64 size; __u32 target_level; __u32 flags;
-#     __u64 nr_split; __u64 reserved[4];
+#     __u64 gpa; __u64 size; __u64 page_size; __u64 flags;
+#     __u64 nr_split; __u64 reserved[3];
 # };
-SPLIT_STRUCT = struct.Struct("=QQIIQ4Q")
-SPLIT_STRUCT_FIELDS = ("gpa", "size", "target_level", "flags", "nr_split",
-                       "reserved0", "reserved1", "reserved2", "reserved3")
+SPLIT_STRUCT = struct.Struct("=8Q")
+SPLIT_STRUCT_FIELDS = ("gpa", "size", "page_size", "flags", "nr_split",
+                       "reserved0", "reserved1", "reserved2")
 KVM_SPLIT_HUGE_PAGES = iowr(KVMIO, KVM_SPLIT_HUGE_PAGES_NR, SPLIT_STRUCT.size)
 
 KVM_SPLIT_HUGE_PAGES_HOLD = 1 << 0
 KVM_SPLIT_HUGE_PAGES_RELEASE = 1 << 1
+KVM_SPLIT_HUGE_PAGES_QUERY = 1 << 2
 
-# target_level values and the capability's level bitmask (bit N-1 = level N).
-# RELEASE takes target_level 0.
-LEVEL_RELEASE = 0
-LEVEL_4K = 1
-LEVEL_2M = 2
-LEVEL_NAMES = {LEVEL_4K: "4k", LEVEL_2M: "2m"}
-LEVEL_BY_NAME = {"4k": LEVEL_4K, "2m": LEVEL_2M}
+# page_size is the target page size in bytes, and the capability is the OR of the sizes
+# the kernel accepts. RELEASE takes page_size 0.
 PAGE_SIZE = 4096
 HUGE_2M = 2 << 20
 HUGE_1G = 1 << 30
+PAGE_SIZE_RELEASE = 0
+PAGE_SIZE_NAMES = {PAGE_SIZE: "4k", HUGE_2M: "2m"}
+PAGE_SIZE_BY_NAME = {"4k": PAGE_SIZE, "2m": HUGE_2M}
+
+# The first series' capability was a bitmask of x86 levels (bit N-1 = level N, 0x3 on
+# x86) and its struct had __u32 target_level/flags where page_size is now: a value with
+# no bit >= 12 set comes from that series, and any ioctl built here would be misread.
+_OLD_LEVEL_MASK = PAGE_SIZE - 1
 
 
-def levels_from_cap(cap_value):
-    """Decode the KVM_CAP_SPLIT_HUGE_PAGES bitmask into level names, e.g. ['4k', '2m']."""
-    return [name for level, name in sorted(LEVEL_NAMES.items()) if cap_value & (1 << (level - 1))]
+def is_old_level_cap(cap_value):
+    """Whether KVM_CAP_SPLIT_HUGE_PAGES comes from the older, level-based series."""
+    return cap_value != 0 and not cap_value & ~_OLD_LEVEL_MASK
 
 
-def pack_split(gpa, size, target_level, flags):
-    return bytearray(SPLIT_STRUCT.pack(gpa, size, target_level, flags, 0, 0, 0, 0, 0))
+def cap_problem(cap_value):
+    """Why this helper cannot split with this capability value, or None when it can."""
+    if cap_value == 0:
+        return "KVM_CAP_SPLIT_HUGE_PAGES absent (0)"
+    if is_old_level_cap(cap_value):
+        return ("KVM_CAP_SPLIT_HUGE_PAGES = %#x is a level bitmask: an older presplit kernel series, "
+                "unsupported by this helper, which needs the series whose capability lists page sizes"
+                % cap_value)
+    return None
+
+
+def page_sizes_from_cap(cap_value):
+    """The target page sizes the capability accepts, ascending; [] when absent or from
+    the older series (which this helper must not drive)."""
+    if is_old_level_cap(cap_value):
+        return []
+    return [1 << bit for bit in range(12, cap_value.bit_length()) if cap_value & (1 << bit)]
+
+
+def page_size_names_from_cap(cap_value):
+    """The accepted sizes this helper has names for, e.g. ['4k', '2m']."""
+    return [PAGE_SIZE_NAMES[size] for size in page_sizes_from_cap(cap_value) if size in PAGE_SIZE_NAMES]
+
+
+def cap_accepts(cap_value, page_size):
+    return page_size in page_sizes_from_cap(cap_value)
+
+
+def page_size_name(page_size):
+    """'4k' for 4096; a size without a name as its number of bytes."""
+    return PAGE_SIZE_NAMES.get(page_size, str(page_size))
+
+
+def pack_split(gpa, size, page_size, flags):
+    return bytearray(SPLIT_STRUCT.pack(gpa, size, page_size, flags, 0, 0, 0, 0))
 
 
 def unpack_split(buf):

@@ -78,8 +78,10 @@ def check_cli_status(rec, held):
     counts = dom.get("counts") or {}
     check = dom.get("hold_check") or {}
     if held:
-        passed = (bool(dom.get("hold")) and dom["hold"].get("target_level") == 1 and huge_gone(counts)
-                  and check.get("status") == "held" and (check.get("kernel_pages") or 0) > 0)
+        passed = (bool(dom.get("hold")) and dom["hold"].get("page_size") == 4096 and huge_gone(counts)
+                  and check.get("status") == "held" and (check.get("kernel_pages") or 0) > 0
+                  and any(item["page_size"] == 4096 for item in check.get("kernel_ranges") or ())
+                  and check.get("pages_agree") is True)
     else:
         passed = not dom.get("hold") and counts.get("pages_2m", 0) > 0 and check.get("status") == "none"
     passed = passed and rec["exit"] == 0 and dom.get("accelerator") == "kvm" and dom.get("counts_source") == "stats-fd"
@@ -88,11 +90,17 @@ def check_cli_status(rec, held):
 
 
 def check_hold_check(rec, status):
-    """The record against the kernel's own count: 'none' once released, 'unrecorded' for a
-    hold the kernel has and the helper lost the record of."""
+    """The record against what the kernel reports holding (its QUERY ranges and its count):
+    'none' once released, 'unrecorded', with the ranges listed, for a hold the kernel has
+    and the helper lost the record of."""
     check = domain_row(rec["out"]).get("hold_check") or {}
     pages = check.get("kernel_pages")
-    passed = rec["exit"] == 0 and check.get("status") == status and (pages == 0 if status == "none" else pages > 0)
+    ranges = check.get("kernel_ranges")
+    if status == "none":
+        passed = pages == 0 and ranges == []
+    else:
+        passed = (pages or 0) > 0 and bool(ranges) and check.get("unrecorded") == ranges
+    passed = passed and rec["exit"] == 0 and check.get("status") == status
     return passed, "exit %s hold_check=%s" % (rec["exit"], check)
 
 

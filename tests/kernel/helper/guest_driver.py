@@ -98,14 +98,14 @@ def python_layer():
     gpa, size = 0, 2 << 30
     progress = []
     passes = kvm_split.SplitDriver(vm_fd, chunk=64 << 20, progress=lambda *a: progress.append(a)).split(
-        gpa, size, kvm_uapi.LEVEL_4K, hold=True)
+        gpa, size, kvm_uapi.PAGE_SIZE, hold=True)
     emit("helper/split-hold", before=before, after=kvm_counts.counts_from_stats_fd(vm_fd), passes=passes,
          progress_calls=len(progress))
 
     holder.refault()
     emit("helper/held-refault", counts=kvm_counts.counts_from_stats_fd(vm_fd))
 
-    again = kvm_split.SplitDriver(vm_fd).split(gpa, size, kvm_uapi.LEVEL_4K, hold=True)
+    again = kvm_split.SplitDriver(vm_fd).split(gpa, size, kvm_uapi.PAGE_SIZE, hold=True)
     emit("helper/split-again", nr_split=sum(rec["nr_split"] for rec in again))
 
     release = kvm_split.SplitDriver(vm_fd).release(gpa, size)
@@ -113,12 +113,12 @@ def python_layer():
     emit("helper/release-refault", release=release, counts=kvm_counts.counts_from_stats_fd(vm_fd))
 
     started = time.monotonic()
-    kvm_split.SplitDriver(vm_fd, chunk=256 << 20, rate_gib_s=8).split(gpa, size, kvm_uapi.LEVEL_2M)
+    kvm_split.SplitDriver(vm_fd, chunk=256 << 20, rate_gib_s=8).split(gpa, size, kvm_uapi.HUGE_2M)
     emit("helper/rate-limit", seconds=round(time.monotonic() - started, 3), gib=2, rate_gib_s=8)
 
     for check, bad_gpa, bad_size in (("unaligned", 4095, 1 << 30), ("empty", 0, 0)):
         try:
-            kvm_split.SplitDriver(vm_fd).split(bad_gpa, bad_size, kvm_uapi.LEVEL_4K)
+            kvm_split.SplitDriver(vm_fd).split(bad_gpa, bad_size, kvm_uapi.PAGE_SIZE)
             emit("helper/bad-range-" + check, error=None)
         except Exception as exc:  # pylint: disable=broad-except  # the class is the observation
             emit("helper/bad-range-" + check, error=type(exc).__name__, message=str(exc))

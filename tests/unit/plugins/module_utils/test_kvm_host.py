@@ -38,7 +38,13 @@ def test_this_host_thp_and_hugetlb_are_read():
 
 
 @pytest.mark.parametrize("caps,tdp_mmu,tdp,eager,mode,reason", [
-    ({"split_huge_pages": 3}, True, True, True, "patched", "KVM_CAP_SPLIT_HUGE_PAGES = 0x3 (levels 4k, 2m)"),
+    ({"split_huge_pages": 0x201000}, True, True, True, "patched",
+     "KVM_CAP_SPLIT_HUGE_PAGES = 0x201000 (levels 4k, 2m)"),
+    ({"split_huge_pages": 0x200000}, True, True, True, "patched", "KVM_CAP_SPLIT_HUGE_PAGES = 0x200000 (levels 2m)"),
+    # The older, level-based series: not patched as far as this helper goes.
+    ({"split_huge_pages": 3}, True, True, True, "eager-split-only",
+     "KVM_CAP_SPLIT_HUGE_PAGES = 0x3 is a level bitmask: an older presplit kernel series"),
+    ({"split_huge_pages": 3}, True, True, False, "none", "older presplit kernel series"),
     ({"split_huge_pages": 0}, True, True, True, "eager-split-only", "upstream eager page split"),
     ({"split_huge_pages": 0}, True, True, False, "none", "kvm.eager_page_split=N"),
     ({"split_huge_pages": 0}, False, None, True, "none", "KVM_CAP_SPLIT_HUGE_PAGES absent (0); kvm.tdp_mmu=N"),

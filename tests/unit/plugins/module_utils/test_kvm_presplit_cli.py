@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.cli import ProgressBar
+from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.cli import ProgressBar, render_status
 
 CLI = ("import sys\n"
        "from ansible_collections.presplit.kvm.plugins.module_utils.presplit_kvm_helper.cli import main\n"
@@ -36,6 +36,10 @@ def test_status_json_reports_mode_none_tcg_and_the_eio(cli, qemu_domains):
     assert domains["tcg-1"]["pid"] == tcg["pid"]
     assert domains[HOSTILE]["status"] == "ok" and domains[HOSTILE]["accelerator"] == "kvm"
     assert domains[HOSTILE]["counts_attempts"][0]["error"].startswith("EIO: the kernel refuses VM ioctls")
+    # without the capability nothing can be asked what it holds
+    check = domains[HOSTILE]["hold_check"]
+    assert check["status"] == "unknown" and check["kernel_ranges"] is None
+    assert check["message"] == "KVM_CAP_SPLIT_HUGE_PAGES absent (0)"
     assert kvm["proc"].poll() is None     # QEMU untouched and alive
 
 
@@ -189,3 +193,30 @@ def test_progress_bar_draws_on_a_tty_only():
     assert "web01" in drawn and "[#######" in drawn and " 25% split 12" in drawn and "100% split 40" in drawn
     with open(os.devnull, "w") as not_a_tty:
         assert ProgressBar(not_a_tty, "web01").enabled is False
+
+
+def _facts_with(hold, check):
+    dom = {"name": "web01", "accelerator": "kvm", "pid": 41, "memory_backing": "thp", "counts": None,
+           "counts_source": None, "counts_attempts": [], "hold": hold, "hold_check": check, "status": "ok",
+           "error": None}
+    return {"kernel_release": "6.12", "kvm_vendor_modules": ["kvm_intel"], "mode": "patched", "mode_reason": "r",
+            "tdp_mmu": True, "eager_page_split": True, "preempt_model": "full", "thp_mode": "always",
+            "hugetlb_pools": {}, "inventory_source": "run-dir", "libvirt_error": None, "domains": [dom]}
+
+
+def test_status_table_shows_the_kernels_ranges_and_what_needs_the_operator():
+    gib = 1 << 30
+    record = {"page_size": 4096, "gpa": 0, "size": 5 * gib}
+    ranges = [{"page_size": 4096, "gpa": 0, "size": gib}, {"page_size": 2 << 20, "gpa": 8 * gib, "size": 2 << 20}]
+    check = {"status": "partial", "message": "half of it", "recorded": True, "kernel_ranges": ranges,
+             "unrecorded": ranges[1:]}
+    table = render_status(_facts_with(record, check))
+    assert "held@4k" in table
+    assert "web01: kernel holds 4k [0x0, 0x40000000)" in table
+    assert "web01: kernel holds 2m [0x200000000, 0x200200000)" in table
+    assert "web01: hold partial: half of it" in table
+    assert "web01: unrecorded 2m [0x200000000, 0x200200000)" in table
+    # a hold found as recorded needs no line beyond the ranges
+    held = dict(check, status="held", unrecorded=[], kernel_ranges=ranges[:1])
+    lines = render_status(_facts_with(record, held)).splitlines()
+    assert [line for line in lines if line.startswith("  web01:")] == ["  web01: kernel holds 4k [0x0, 0x40000000)"]

@@ -25,7 +25,7 @@ def test_holder_fd_duplicates_but_vm_ioctls_get_eio(kvm_holder):
             kvm_ioctl.get_stats_fd(dup)
         assert raised.value.errno == 5    # EIO: kvm->mm != current->mm
         with pytest.raises(kvm_errors.Unsupported, match="EIO -- the kernel refuses VM ioctls from a process other"):
-            kvm_split.SplitDriver(dup).split(0, 1 << 30, 1)
+            kvm_split.SplitDriver(dup).split(0, 1 << 30, 4096)
     finally:
         os.close(dup)
 
@@ -153,5 +153,5 @@ def test_split_stops_before_any_ioctl_when_qemu_exits_mid_call(qemu_domains):
         driver = kvm_split.SplitDriver(handle.vm_fd, keep_going=handle.owner_alive,
                                        ioctl=lambda *args: issued.append(args))
         with pytest.raises(kvm_errors.ProcessMismatch, match="QEMU exited during 1g->2m after 0 of"):
-            driver.split(0, 1 << 30, 1, hold=True)
+            driver.split(0, 1 << 30, 4096, hold=True)
     assert issued == []

@@ -48,10 +48,10 @@ def test_two_passes_hold_only_on_the_last_and_resume_after_eintr():
     progress = []
     driver = kvm_split.SplitDriver(7, chunk=2 * GIB, ioctl=kernel,
                                    progress=lambda *args: progress.append(args))
-    passes = driver.split(0, 5 * GIB, kvm_uapi.LEVEL_4K, hold=True)
+    passes = driver.split(0, 5 * GIB, kvm_uapi.PAGE_SIZE, hold=True)
     assert [record["pass"] for record in passes] == ["1g->2m", "2m->4k"]
-    first_calls = [call for call in kernel.calls if call["target_level"] == 2]
-    last_calls = [call for call in kernel.calls if call["target_level"] == 1]
+    first_calls = [call for call in kernel.calls if call["page_size"] == kvm_uapi.HUGE_2M]
+    last_calls = [call for call in kernel.calls if call["page_size"] == kvm_uapi.PAGE_SIZE]
     assert all(call["flags"] == 0 for call in first_calls)
     assert all(call["flags"] == kvm_uapi.KVM_SPLIT_HUGE_PAGES_HOLD for call in last_calls)
     # chunks [0,2G) [2G,4G) [4G,5G); every 2nd call is interrupted half a GiB in, and the
@@ -66,16 +66,17 @@ def test_two_passes_hold_only_on_the_last_and_resume_after_eintr():
 
 def test_target_2m_is_one_pass():
     kernel = FakeSplitKernel(interrupt_every=1000)
-    passes = kvm_split.SplitDriver(7, ioctl=kernel).split(0, 2 * GIB, kvm_uapi.LEVEL_2M)
+    passes = kvm_split.SplitDriver(7, ioctl=kernel).split(0, 2 * GIB, kvm_uapi.HUGE_2M)
     assert [record["pass"] for record in passes] == ["1g->2m"]
-    assert {call["target_level"] for call in kernel.calls} == {2}
+    assert {call["page_size"] for call in kernel.calls} == {kvm_uapi.HUGE_2M}
+    assert passes[0]["page_size"] == kvm_uapi.HUGE_2M
 
 
-def test_release_uses_level_zero_and_release_flag():
+def test_release_uses_page_size_zero_and_release_flag():
     kernel = FakeSplitKernel(interrupt_every=1000)
     record = kvm_split.SplitDriver(7, ioctl=kernel).release(0, GIB)
     assert record["pass"] == "release"
-    assert [(call["target_level"], call["flags"]) for call in kernel.calls] == [
+    assert [(call["page_size"], call["flags"]) for call in kernel.calls] == [
         (0, kvm_uapi.KVM_SPLIT_HUGE_PAGES_RELEASE)]
 
 
@@ -88,7 +89,7 @@ def test_rate_limit_sleeps_to_the_requested_pace():
         now[0] += seconds
     driver = kvm_split.SplitDriver(7, chunk=GIB, rate_gib_s=2.0, ioctl=FakeSplitKernel(interrupt_every=1000),
                                    clock=lambda: now[0], sleep=sleep)
-    driver.run_pass(0, 4 * GIB, 2, 0, "1g->2m")
+    driver.run_pass(0, 4 * GIB, kvm_uapi.HUGE_2M, 0, "1g->2m")
     # 4 GiB at 2 GiB/s: 0.5 s after each of the first three chunks, none after the last
     assert sleeps == [0.5, 0.5, 0.5]
 
@@ -97,7 +98,7 @@ def test_stalled_eintr_gives_up_with_the_range():
     def always_eintr(fd, request, buf, mutate):
         raise OSError(errno.EINTR, "Interrupted system call")
     with pytest.raises(kvm_errors.KvmIoctlFailed, match="no progress") as raised:
-        kvm_split.SplitDriver(7, ioctl=always_eintr).split(0, GIB, kvm_uapi.LEVEL_2M)
+        kvm_split.SplitDriver(7, ioctl=always_eintr).split(0, GIB, kvm_uapi.HUGE_2M)
     assert raised.value.progress == {"gpa": 0, "size": GIB}
 
 
@@ -105,7 +106,7 @@ def test_stops_when_qemu_exits_between_chunks():
     alive = iter([True, False])
     driver = kvm_split.SplitDriver(7, ioctl=FakeSplitKernel(interrupt_every=1000), keep_going=lambda: next(alive))
     with pytest.raises(kvm_errors.ProcessMismatch, match="QEMU exited during 1g->2m after 1073741824 of"):
-        driver.split(0, 3 * GIB, kvm_uapi.LEVEL_2M)
+        driver.split(0, 3 * GIB, kvm_uapi.HUGE_2M)
 
 
 @pytest.mark.parametrize("err,cls,text", [
@@ -117,7 +118,7 @@ def test_errno_mapping(err, cls, text):
     def fail(fd, request, buf, mutate):
         raise OSError(err, os.strerror(err))
     with pytest.raises(cls, match=text):
-        kvm_split.SplitDriver(7, ioctl=fail).split(0, GIB, kvm_uapi.LEVEL_2M)
+        kvm_split.SplitDriver(7, ioctl=fail).split(0, GIB, kvm_uapi.HUGE_2M)
 
 
 def test_real_unpatched_kernel_answers_enotty_to_the_owner(require_kvm):  # pylint: disable=unused-argument
@@ -127,7 +128,7 @@ def test_real_unpatched_kernel_answers_enotty_to_the_owner(require_kvm):  # pyli
         if kvm_ioctl.check_extension(kvm_fd, kvm_uapi.KVM_CAP_SPLIT_HUGE_PAGES):
             pytest.skip("kernel has KVM_SPLIT_HUGE_PAGES")
         with pytest.raises(kvm_errors.Unsupported, match="ENOTTY -- kernel without the ioctl"):
-            kvm_split.SplitDriver(vm_fd).split(0, GIB, kvm_uapi.LEVEL_4K)
+            kvm_split.SplitDriver(vm_fd).split(0, GIB, kvm_uapi.PAGE_SIZE)
     finally:
         os.close(vm_fd)
         os.close(kvm_fd)
@@ -147,7 +148,7 @@ def test_bad_ranges_are_refused_before_any_ioctl(gpa, size, text):
     def must_not_run(*args):
         raise AssertionError("ioctl issued for a bad range")
     with pytest.raises(kvm_errors.InvalidArgument, match=text):
-        kvm_split.SplitDriver(7, ioctl=must_not_run).split(gpa, size, kvm_uapi.LEVEL_4K)
+        kvm_split.SplitDriver(7, ioctl=must_not_run).split(gpa, size, kvm_uapi.PAGE_SIZE)
 
 
 @pytest.mark.parametrize("rate", [0, -1, float("nan"), float("inf"), 1e9, "fast", True])
@@ -162,10 +163,16 @@ def test_bad_chunks_are_refused(chunk):
         kvm_split.validate_chunk(chunk)
 
 
-@pytest.mark.parametrize("level", [0, 3, -1, "4k", None])
-def test_bad_levels_are_refused(level):
-    with pytest.raises(kvm_errors.InvalidArgument, match="target level"):
-        kvm_split.passes_for(level)
+# 1 and 2 were the level-based series' values: never taken for page sizes.
+@pytest.mark.parametrize("page_size", [0, 1, 2, 3, -1, "4k", None, 1 << 30, 8192])
+def test_bad_page_sizes_are_refused(page_size):
+    with pytest.raises(kvm_errors.InvalidArgument, match="target page size"):
+        kvm_split.passes_for(page_size)
+
+
+def test_passes_by_page_size():
+    assert kvm_split.passes_for(4096) == [2 << 20, 4096]
+    assert kvm_split.passes_for(2 << 20) == [2 << 20]
 
 
 def test_guest_range_covers_ram_above_the_pci_hole():

@@ -7,6 +7,7 @@ alignment, and the ioctl number is encoded from it as _IOWR would.
 import glob
 import os
 import re
+import sys
 
 import pytest
 
@@ -79,18 +80,26 @@ def test_capability_number_matches(header):
     assert c_int(defines["KVM_CAP_SPLIT_HUGE_PAGES"]) == kvm_uapi.KVM_CAP_SPLIT_HUGE_PAGES
 
 
+def elements(fields):
+    """[(name, offset, size)] per element, arrays numbered: reserved[3] is reserved0..2."""
+    return [(name if count == 1 else "%s%d" % (name, index), offset + index * size, size)
+            for name, offset, size, count in fields for index in range(count)]
+
+
+def helper_elements():
+    """The same for uapi.SPLIT_STRUCT, named by SPLIT_STRUCT_FIELDS."""
+    widths = []
+    for count, code in re.findall(r"(\d*)([QI])", kvm_uapi.SPLIT_STRUCT.format.lstrip("=")):
+        widths.extend([8 if code == "Q" else 4] * int(count or 1))
+    offsets = [sum(widths[:index]) for index in range(len(widths))]
+    return list(zip(kvm_uapi.SPLIT_STRUCT_FIELDS, offsets, widths))
+
+
 def test_struct_layout_matches(header):
     fields, size = layout(header[1])
     assert size == kvm_uapi.SPLIT_STRUCT.size == 64
-    helper_fields = []
-    offset = 0
-    for code in re.findall(r"\d*[QI]", kvm_uapi.SPLIT_STRUCT.format.lstrip("=")):
-        count = int(code[:-1] or 1)
-        width = 8 if code[-1] == "Q" else 4
-        helper_fields.append((offset, width, count))
-        offset += width * count
-    assert [field[1:] for field in fields] == helper_fields
-    assert [field[0] for field in fields] == ["gpa", "size", "target_level", "flags", "nr_split", "reserved"]
+    assert elements(fields) == helper_elements()
+    assert [field[0] for field in fields] == ["gpa", "size", "page_size", "flags", "nr_split", "reserved"]
 
 
 def test_ioctl_number_matches_iowr_encoding(header):
@@ -104,16 +113,18 @@ def test_ioctl_number_matches_iowr_encoding(header):
     assert kvm_uapi.KVM_SPLIT_HUGE_PAGES_NR == c_int(match.group(1))
 
 
-def test_level_values_match(header):
-    defines = header[0]
-    assert c_int(defines["KVM_SPLIT_HUGE_PAGES_LEVEL_4K"]) == kvm_uapi.LEVEL_4K
-    assert c_int(defines["KVM_SPLIT_HUGE_PAGES_LEVEL_2M"]) == kvm_uapi.LEVEL_2M
+def test_level_defines_are_gone(header):
+    # The page-size uAPI replaced them; a hunk still carrying them is the older series.
+    defines, body = header
+    assert not [name for name in defines if name.startswith("KVM_SPLIT_HUGE_PAGES_LEVEL_")]
+    assert "target_level" not in body
 
 
 def test_flag_bits_match(header):
     defines = header[0]
     for name, value in (("KVM_SPLIT_HUGE_PAGES_HOLD", kvm_uapi.KVM_SPLIT_HUGE_PAGES_HOLD),
-                        ("KVM_SPLIT_HUGE_PAGES_RELEASE", kvm_uapi.KVM_SPLIT_HUGE_PAGES_RELEASE)):
+                        ("KVM_SPLIT_HUGE_PAGES_RELEASE", kvm_uapi.KVM_SPLIT_HUGE_PAGES_RELEASE),
+                        ("KVM_SPLIT_HUGE_PAGES_QUERY", kvm_uapi.KVM_SPLIT_HUGE_PAGES_QUERY)):
         assert name in defines, "%s is not defined in the patch's include/uapi/linux/kvm.h" % name
         assert c_int(defines[name]) == value
 
@@ -125,7 +136,49 @@ def test_ioc_encoding_reproduces_upstream_numbers():
     assert kvm_uapi.iowr(0xAE, 0xD5, 64) == 0xC040AED5   # KVM_PRE_FAULT_MEMORY
 
 
-def test_levels_from_cap_decodes_bitmask():
-    assert kvm_uapi.levels_from_cap(0x3) == ["4k", "2m"]
-    assert kvm_uapi.levels_from_cap(0x2) == ["2m"]
-    assert kvm_uapi.levels_from_cap(0) == []
+@pytest.mark.parametrize("cap, sizes, names", [
+    (0x201000, [4096, 2 << 20], ["4k", "2m"]),           # x86
+    (0x200000, [2 << 20], ["2m"]),
+    (0x1000, [4096], ["4k"]),
+    (0x40201000, [4096, 2 << 20, 1 << 30], ["4k", "2m"]),  # a size without a name is accepted, not named
+    (0, [], []),
+    (0x3, [], []),                                      # the older series' level bitmask
+    (0xfff, [], []),
+])
+def test_capability_decodes_into_page_sizes(cap, sizes, names):
+    assert kvm_uapi.page_sizes_from_cap(cap) == sizes
+    assert kvm_uapi.page_size_names_from_cap(cap) == names
+    assert [kvm_uapi.cap_accepts(cap, size) for size in (4096, 2 << 20)] == [4096 in sizes, (2 << 20) in sizes]
+
+
+@pytest.mark.parametrize("cap, old", [(0x3, True), (0x1, True), (0xfff, True), (0, False),
+                                      (0x201000, False), (0x1003, False)])
+def test_old_level_bitmask_recognised(cap, old):
+    assert kvm_uapi.is_old_level_cap(cap) is old
+
+
+def test_cap_problem_names_the_older_series_and_absence():
+    assert "older presplit kernel series" in kvm_uapi.cap_problem(0x3)
+    assert "0x3" in kvm_uapi.cap_problem(0x3)
+    assert kvm_uapi.cap_problem(0) == "KVM_CAP_SPLIT_HUGE_PAGES absent (0)"
+    assert kvm_uapi.cap_problem(0x201000) is None
+
+
+def test_page_size_names_round_trip():
+    assert kvm_uapi.PAGE_SIZE_BY_NAME == {"4k": 4096, "2m": 2 << 20}
+    for name, size in kvm_uapi.PAGE_SIZE_BY_NAME.items():
+        assert kvm_uapi.page_size_name(size) == name
+    assert kvm_uapi.page_size_name(1 << 30) == str(1 << 30)
+
+
+def test_pack_unpack_round_trip_in_u64_fields():
+    buf = kvm_uapi.pack_split(0x100000000, 0x40000000, 2 << 20, kvm_uapi.KVM_SPLIT_HUGE_PAGES_QUERY)
+    assert len(buf) == 64
+    # page_size and flags are whole u64 words at offsets 16 and 24
+    assert bytes(buf[16:24]) == (2 << 20).to_bytes(8, sys.byteorder)
+    assert bytes(buf[24:32]) == (4).to_bytes(8, sys.byteorder)
+    assert kvm_uapi.unpack_split(buf) == {"gpa": 0x100000000, "size": 0x40000000, "page_size": 2 << 20,
+                                          "flags": 4, "nr_split": 0, "reserved0": 0, "reserved1": 0,
+                                          "reserved2": 0}
+    # a value above 32 bits survives: the older struct's u32 fields would have cut it
+    assert kvm_uapi.unpack_split(kvm_uapi.pack_split(0, 4096, 1 << 40, 0))["page_size"] == 1 << 40
