@@ -285,7 +285,8 @@ run_playbook apply -e kernel_stage_build_host=remote-build -e kernel_stage_fetch
 info=$(host_info)
 check apply/ok "exit $rc, changed=$(recap_changed apply)" test "$rc" -eq 0
 check apply/patched-loaded "kvm build id $patched_id" loaded_is patched
-check apply/capability "host_info: $info" test "$info" = "3 patched"
+# 0x201000: the target page sizes 4K and 2M.
+check apply/capability "host_info: $info" test "$info" = "2101248 patched"
 
 check apply/fetched "into $work/fetched/modules/$patched_id" test -s "$work/fetched/modules/$patched_id/kvm.ko"
 
