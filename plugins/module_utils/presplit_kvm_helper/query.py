@@ -53,8 +53,12 @@ def subtract_range(ranges, gpa, size):
     """The parts of ``ranges`` outside [gpa, gpa+size)."""
     left = []
     for start, length in ranges:
-        left.extend(clip_ranges([(start, length)], start, max(0, gpa - start)))
-        left.extend(clip_ranges([(start, length)], gpa + size, MAX_GPA - gpa - size))
+        end = start + length
+        if start < gpa:
+            left.append((start, min(end, gpa) - start))
+        if end > gpa + size:
+            after = max(start, gpa + size)
+            left.append((after, end - after))
     return left
 
 
