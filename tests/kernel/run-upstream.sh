@@ -11,7 +11,8 @@
 #   tests/kernel/run-upstream.sh [TEST...]    (default: every x86 test)
 #
 # KTEST_UPSTREAM_TIMEOUT_S (default 300) bounds each test; a test that runs
-# into it is a "timeout", which, like any result, must be the same for both.
+# into it, or into its own alarm() watchdog (SIGALRM), is a "timeout", which,
+# like any result, must be the same for both.
 set -euo pipefail
 
 KTEST_DIR=$(cd "$(dirname "$0")" && pwd)
