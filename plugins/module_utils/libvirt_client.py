@@ -4,6 +4,7 @@
 """Small helpers over libvirt-python: connect, find a domain, read what the
 migration pre-checks need (memory, CPU compatibility, free memory)."""
 
+import threading
 import xml.etree.ElementTree as ET
 
 try:
@@ -30,14 +31,67 @@ def quiet_libvirt():
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
 
-def open_connection(uri, role):
-    """A read-write connection to uri; role ("source"/"destination") names it in errors."""
-    try:
-        conn = libvirt.open(uri)
-    except libvirt.libvirtError as exc:
-        raise LibvirtClientError("cannot connect to %s libvirt %s: %s" % (role, uri, exc))
+# A peer that goes silent (a host that lost power, a cut link, a frozen daemon) must not
+# hold a call for TCP's retransmission timeout (about 15 minutes) or forever: libvirt's
+# keepalive closes a connection that has not answered for KEEPALIVE_INTERVAL_S *
+# KEEPALIVE_COUNT seconds, and the call waiting on it fails (virsh's own defaults). The
+# client sends its keepalive messages from an event loop, which the process must run.
+KEEPALIVE_INTERVAL_S = 5
+KEEPALIVE_COUNT = 6
+_event_loop_lock = threading.Lock()
+_event_loop = []
+
+
+def _run_events():
+    while True:
+        libvirt.virEventRunDefaultImpl()
+
+
+def start_event_loop():
+    """libvirt's default event loop in a daemon thread, once per process; registered before
+    the first connection opens, as keepalive requires."""
+    with _event_loop_lock:
+        if not _event_loop:
+            libvirt.virEventRegisterDefaultImpl()
+            thread = threading.Thread(target=_run_events, name="libvirt-events", daemon=True)
+            thread.start()
+            _event_loop.append(thread)
+
+
+# How long opening a connection may take. An ssh login and libvirt's handshake take a
+# second or two; keepalive only starts once the connection is open, and a peer that
+# accepts it and never answers (a frozen daemon) would hold libvirt.open forever.
+CONNECT_TIMEOUT_S = 60
+
+
+def open_connection(uri, role, timeout_s=CONNECT_TIMEOUT_S):
+    """A read-write connection to uri, with keepalive where the driver has it; role
+    ("source"/"destination") names it in errors."""
+    start_event_loop()
+    opened = {}
+
+    def connect():
+        try:
+            opened["conn"] = libvirt.open(uri)
+        except libvirt.libvirtError as exc:
+            opened["error"] = exc
+
+    # A daemon thread, so that one that never returns is left behind, not waited for.
+    opener = threading.Thread(target=connect, name="libvirt-open", daemon=True)
+    opener.start()
+    opener.join(timeout_s)
+    if opener.is_alive():
+        raise LibvirtClientError("cannot connect to %s libvirt %s: no answer in %g s" % (role, uri, timeout_s))
+    if "error" in opened:
+        raise LibvirtClientError("cannot connect to %s libvirt %s: %s" % (role, uri, opened["error"]))
+    conn = opened.get("conn")
     if conn is None:
         raise LibvirtClientError("cannot connect to %s libvirt %s" % (role, uri))
+    try:
+        conn.setKeepAlive(KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT)
+    except libvirt.libvirtError:
+        # Drivers that run in this process (test:///) have no peer to lose.
+        pass
     return conn
 
 

@@ -157,9 +157,15 @@ def destination_after_failure(probe, attempts=DESTINATION_CHECK_ATTEMPTS, delay_
     dropped, a daemon restarting) may have broken the probe's too, and where the domain is
     matters more now than before."""
     try:
-        return probe.connection()
+        conn = probe.connection()
+        # Closed by keepalive: the destination stopped answering during the migration.
+        if conn.isAlive():
+            return conn
+        error = LibvirtClientError("the connection to the destination libvirt %s was lost" % probe.uri)
     except LibvirtClientError as exc:
         error = exc
+    except libvirt_client.libvirt.libvirtError as exc:
+        error = LibvirtClientError("the connection to the destination libvirt %s was lost: %s" % (probe.uri, exc))
     for _attempt in range(attempts):
         time.sleep(delay_s)
         try:
@@ -219,16 +225,17 @@ def recover_after_failure(source_conn, probe, uuid, outcome, created_nothing_bef
     source_state = libvirt_client.domain_state(source_domain) if source_domain is not None else "absent"
     try:
         dest_conn = destination_after_failure(probe)
-    except LibvirtClientError as exc:
+        leftover = find_domain(dest_conn, uuid)
+        if (leftover is not None and not leftover.isActive() and created_nothing_before
+                and source_domain is not None and source_domain.isActive()):
+            leftover.undefine()
+            notes.append("undefined the inactive copy the migration left on the destination")
+            leftover = find_domain(dest_conn, uuid)
+        notes.extend(drop_created_images(source_conn, dest_conn, uuid, images))
+    except (LibvirtClientError, lv.libvirtError) as exc:
+        # (a destination that stops answering now: keepalive ends the wait)
         notes.append("domain is %s on the source; the destination could not be checked (%s)" % (source_state, exc))
         return "; ".join(notes)
-    leftover = find_domain(dest_conn, uuid)
-    if (leftover is not None and not leftover.isActive() and created_nothing_before
-            and source_domain is not None and source_domain.isActive()):
-        leftover.undefine()
-        notes.append("undefined the inactive copy the migration left on the destination")
-        leftover = find_domain(dest_conn, uuid)
-    notes.extend(drop_created_images(source_conn, dest_conn, uuid, images))
     dest_state = libvirt_client.domain_state(leftover) if leftover is not None else "absent"
     notes.append("domain is %s on the source and %s on the destination" % (source_state, dest_state))
     return "; ".join(notes)
@@ -308,8 +315,13 @@ def run(params, check_mode):
     try:
         dest_conn = probe.connection()
     except LibvirtClientError as exc:
-        raise MigrationFailed("%s; domain is %s on the source, nothing was migrated" % (
-            exc, libvirt_client.domain_state(source_domain) if source_domain is not None else "absent"), result)
+        if source_domain is None:
+            # Gone from the source: it may run on that destination (a post-check after a
+            # migration, when the destination then stopped answering), or nowhere.
+            raise MigrationFailed("%s; domain %s is not on the source and the destination cannot be checked"
+                                  % (exc, params["name"]), result)
+        raise MigrationFailed("%s; domain is %s on the source, nothing was migrated"
+                              % (exc, libvirt_client.domain_state(source_domain)), result)
     clock.lap("destination_wait")
     already_migrated = check_destination(params, result, source_domain, dest_conn)
     if not already_migrated:

@@ -212,6 +212,13 @@ def migration_results(placement, prechecks, postchecks, outcomes, wave_clocks, e
             status, msg = 'migrated', 'running on %s only' % place['destination']
         elif not run and stopped_by:
             status, msg = 'failed', 'not started: the stop file %s appeared; still on %s' % (stopped_by, source)
+        elif run and not run.get('failed') and not run.get('msg') and post.get('msg'):
+            # The migration succeeded (registered with failed_when: false, a failure is
+            # told by its message) and the post-check itself failed, e.g. the destination
+            # stopped answering after the migration: nothing confirms where it runs now.
+            status = 'failed'
+            msg = ('migrated (the migration completed), but the post-check cannot confirm it runs on %s: %s'
+                   % (place['destination'], post['msg']))
         else:
             status = 'failed'
             msg = run.get('msg') or post.get('msg') or 'post-check: domain is not running on the destination only'

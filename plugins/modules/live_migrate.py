@@ -229,6 +229,10 @@ notes:
     migrations finish without it."
   - The CPU check uses C(compareHypervisorCPU) on the destination; a domain without a CPU model
     (QEMU's default CPU) is reported as C(skipped).
+  - A destination that stops answering (power lost, link cut, libvirtd frozen) does not hold the module
+    beyond libvirt's keepalive (30 s without an answer closes the connection); opening a connection gives up
+    after 60 s. The failure then says the destination could not be checked, and where the domain runs on
+    the source.
 """
 
 EXAMPLES = r"""

@@ -72,6 +72,33 @@ def test_unreachable_uri_names_role_and_uri():
     assert "cannot connect to destination libvirt qemu+tcp://127.0.0.1:1/system" in str(err.value)
 
 
+def test_a_peer_that_accepts_and_never_answers_fails_the_open_in_time(tmp_path):
+    """libvirt's real remote client against a socket that accepts and stays silent, as a
+    frozen libvirtd's does: without a bound, libvirt.open waits in its handshake forever."""
+    import socket
+    import time
+    path = str(tmp_path / "libvirt-sock")
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    silent.bind(path)
+    silent.listen(1)
+    uri = "qemu+unix:///system?socket=%s" % path
+    started = time.monotonic()
+    try:
+        with pytest.raises(lc.LibvirtClientError) as err:
+            lc.open_connection(uri, "destination", timeout_s=1)
+    finally:
+        silent.close()
+    assert str(err.value) == "cannot connect to destination libvirt %s: no answer in 1 s" % uri
+    assert time.monotonic() - started < 30
+
+
+def test_connections_run_with_libvirts_event_loop(conn):
+    """Keepalive needs the event loop: it runs once per process, however many connections open."""
+    import threading
+    lc.open_connection("test:///default", "destination")
+    assert [thread.name for thread in threading.enumerate()].count("libvirt-events") == 1
+
+
 def test_active_domains_host_cpus_and_name(conn):
     stopped = conn.defineXML("<domain type='test'><name>a-stopped</name><memory>1024</memory>"
                              "<os><type>hvm</type></os></domain>")

@@ -124,6 +124,25 @@ def test_results_status_per_domain_and_times():
     assert all(r["source"] == "h1" for r in results)
 
 
+def test_a_migration_whose_destination_then_went_silent_is_not_reported_as_never_migrated():
+    """The migration succeeded; the post-check (failed_when: false) could not reach the
+    destination: the result says both, and fails, since nothing confirms where it runs."""
+    outcomes = [{"item": launch("ok"), "changed": True, "started_at": 1.0, "elapsed_s": 1.0}]
+    post = {"failed": False, "failed_when_result": False,
+            "msg": "cannot connect to destination libvirt qemu+tcp://h2/system: No route to host;"
+                   " domain ok is not on the source and the destination cannot be checked"}
+    result, = migration_results(PLACEMENT[1:2], [{}], [post], outcomes, [], {}, "h1", False)
+    assert result["status"] == "failed" and result["changed"] is True
+    assert result["msg"] == ("migrated (the migration completed), but the post-check cannot confirm it runs on h2: "
+                             + post["msg"])
+    # The one whose migration the same silence broke (its failure, too, registered with
+    # failed_when: false) is told by its own message.
+    broken = [{"item": launch("ok"), "failed": False, "failed_when_result": False,
+               "msg": "migration failed: internal error: client socket is closed"}]
+    result, = migration_results(PLACEMENT[1:2], [{}], [post], broken, [], {}, "h1", False)
+    assert (result["status"], result["msg"]) == ("failed", "migration failed: internal error: client socket is closed")
+
+
 def test_results_without_presplit_have_no_presplit_times_and_checks_must_line_up():
     outcomes = [{"item": launch("ok"), "started_at": 1.0, "elapsed_s": 1.0}]
     clocks = [{"domains": ["ok"], "presplit_started": 0.5, "launched": 0.9, "presplit": []}]

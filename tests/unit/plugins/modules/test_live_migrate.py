@@ -92,6 +92,15 @@ def test_unreachable_destination_leaves_domain(tmp_path, nodes):
     assert result["msg"].endswith("domain is running on the source, nothing was migrated")
 
 
+def test_a_domain_gone_from_the_source_with_the_destination_unreachable_is_not_called_unmigrated(tmp_path, nodes):
+    """As the role's post-check after a migration whose destination then lost power."""
+    result = run_module(tmp_path, check_mode=True, name="gone", uri=nodes["small"],
+                        destination_uri="qemu+tcp://127.0.0.1:1/system")
+    assert result["failed"] is True and result["changed"] is False
+    assert result["msg"].endswith("domain gone is not on the source and the destination cannot be checked")
+    assert "nothing was migrated" not in result["msg"]
+
+
 @pytest.mark.parametrize("check_mode", [True, False])
 def test_destination_without_free_memory_fails_precheck(tmp_path, nodes, check_mode):
     # The test driver has no node memory statistics and reports 0 bytes free on a node file
@@ -216,6 +225,32 @@ def test_destination_is_checked_again_after_a_failure(nodes):
     from ansible_collections.presplit.kvm.plugins.module_utils import migration_run
     conn = migration_run.destination_after_failure(_FailedProbe(nodes["small"]), attempts=1, delay_s=0)
     assert conn.lookupByName("g1").name() == "g1"
+
+
+class _LostProbe:
+    """A destination probe whose connection keepalive closed (the destination went silent)."""
+
+    def __init__(self, uri):
+        self.uri = uri
+
+    def connection(self):
+        import types
+        return types.SimpleNamespace(isAlive=lambda: 0)
+
+
+def test_a_connection_closed_by_keepalive_is_replaced_after_a_failure(nodes):
+    from ansible_collections.presplit.kvm.plugins.module_utils import migration_run
+    conn = migration_run.destination_after_failure(_LostProbe(nodes["small"]), attempts=1, delay_s=0)
+    assert conn.isAlive() and conn.lookupByName("g1").name() == "g1"
+
+
+def test_a_lost_destination_that_stays_away_says_so_first(tmp_path):
+    from ansible_collections.presplit.kvm.plugins.module_utils.libvirt_client import LibvirtClientError
+    from ansible_collections.presplit.kvm.plugins.module_utils import migration_run
+    with pytest.raises(LibvirtClientError, match="nosuch.xml"):
+        migration_run.destination_after_failure(_LostProbe("test://%s/nosuch.xml" % tmp_path), attempts=1, delay_s=0)
+    with pytest.raises(LibvirtClientError, match="the connection to the destination libvirt test:///x was lost"):
+        migration_run.destination_after_failure(_LostProbe("test:///x"), attempts=0, delay_s=0)
 
 
 def test_destination_that_stays_unreachable_names_the_last_error(tmp_path):
