@@ -47,9 +47,10 @@ REPO=$(cd "$E2E_DIR/../.." && pwd)
 CACHE=${PRESPLIT_CACHE:-/var/cache/presplit-kvm}/e2e
 LOG_DIR=${E2E_LOG_DIR:-$CACHE/logs}
 # E2E_PLAN=full: the rolling runs, the mixed fleet, the patched migrations, the
-# baseline and kvm.eager_page_split=0 (make e2e).  E2E_PLAN=ci: the share
-# meant for make test: both hosts staged with presplit.kvm.kernel_stage before any guest
+# baseline, kvm.eager_page_split=0 and the power cut (make e2e).  E2E_PLAN=ci:
+# the share meant for make test: both hosts staged with presplit.kvm.kernel_stage before any guest
 # runs, then the patched migrations and the baseline (make e2e-ci).
+# E2E_PLAN=power-cut: staged as ci, then only the power cut.
 PLAN=${E2E_PLAN:-full}
 # Migrations of the guests between the patched hosts with pre-split, besides
 # those of the rolling run, the baseline and the eager_page_split=0 set: in
@@ -58,8 +59,9 @@ PLAN=${E2E_PLAN:-full}
 case $PLAN in
 full) MIGRATIONS=${E2E_MIGRATIONS:-11} ;;
 ci) MIGRATIONS=${E2E_MIGRATIONS:-2} ;;
+power-cut) MIGRATIONS=${E2E_MIGRATIONS:-0} ;;
 *)
-	echo "E2E_PLAN must be full or ci, not '$PLAN'" >&2
+	echo "E2E_PLAN must be full, ci or power-cut, not '$PLAN'" >&2
 	exit 2
 	;;
 esac
@@ -112,7 +114,7 @@ export VM_IMAGE_PACKAGES="libvirt-daemon-system qemu-system-x86 python3-libvirt"
 export VM_IMAGE_SETUP=$E2E_DIR/image-setup.sh
 
 HOSTS=(h1 h2)
-declare -A H_PID H_PORT H_UUID
+declare -A H_PID H_PORT H_UUID H_LINK
 H_UUID=([h1]=e2e00000-0000-4000-8000-000000000001 [h2]=e2e00000-0000-4000-8000-000000000002)
 
 mkdir -p "$CACHE"
@@ -228,18 +230,41 @@ free_port() {
 }
 
 # boot_host HOST LINK: HOST from a fresh overlay; LINK is its end of the
-# socket link (listen=... or connect=...).  The link NIC is at a fixed PCI
-# slot (enp0s16 in the host, see image-setup.sh) with a MAC of its own; the
-# SMBIOS serial and UUID give the host its name and libvirt host_uuid.
+# socket link (listen=... or connect=...).
 boot_host() {
-	local h=$1 link=$2 n=${1#h}
-	qemu-img create -q -f qcow2 -b "$VM_DIR/base.qcow2" -F qcow2 "$work/$h.qcow2"
+	qemu-img create -q -f qcow2 -b "$VM_DIR/base.qcow2" -F qcow2 "$work/$1.qcow2"
+	H_LINK[$1]=$2
+	power_on "$1"
+}
+
+# power_on HOST: HOST's QEMU on its overlay (a power cut ends it; this boots
+# it again from its disk).  The link NIC is at a fixed PCI slot (enp0s16 in
+# the host, see image-setup.sh) with a MAC of its own; the SMBIOS serial and
+# UUID give the host its name and libvirt host_uuid.  Its sshd gets a new
+# forwarded port each time (write_access).
+power_on() {
+	local h=$1 n=${1#h}
 	# (QEMU takes the last -m: HOST_MIB, not start_vm's 1536.)
 	start_vm "$work/$h.qcow2" qcow2 "$LOG_DIR/$h-console.log" \
 		-m "$HOST_MIB" -uuid "${H_UUID[$h]}" -smbios "type=1,serial=$h" \
-		-netdev "socket,id=link,$link" -device "virtio-net-pci,netdev=link,addr=0x10,mac=52:54:00:e2:0e:0$n"
+		-netdev "socket,id=link,${H_LINK[$h]}" -device "virtio-net-pci,netdev=link,addr=0x10,mac=52:54:00:e2:0e:0$n"
 	H_PID[$h]=$VM_PID
 	H_PORT[$h]=$VM_PORT
+}
+
+# write_access: the hosts' sshd (both boot the image, with its one host key)
+# in known_hosts and the inventory.
+write_access() {
+	local h
+	for h in "${HOSTS[@]}"; do
+		echo "[127.0.0.1]:${H_PORT[$h]} $(cut -d' ' -f1-2 "$VM_DIR/host_key.pub")"
+	done >"$work/known_hosts"
+	{
+		echo "[hypervisors]"
+		for h in "${HOSTS[@]}"; do
+			echo "$h ansible_host=127.0.0.1 ansible_port=${H_PORT[$h]} ansible_user=root ansible_python_interpreter=/usr/bin/python3"
+		done
+	} >"$work/inventory.ini"
 }
 
 # An ansible run against the hosts; its one-line result of HOST as JSON on
@@ -294,12 +319,15 @@ fresh() { [ -n "$(field seq "$1")" ] && [ "$(field seq "$1")" -ge "$2" ]; }
 placement() {
 	local h list running="" defined=""
 	for h in "${HOSTS[@]}"; do
-		if ! list=$(ask "$h" virsh -q -c qemu:///system list --name && echo "--" && ask "$h" virsh -q -c qemu:///system list --all --name); then
+		# (a host that does not answer: ssh says so on stderr, the result says "h2?")
+		if ! list=$(ask "$h" virsh -q -c qemu:///system list --name 2>/dev/null && echo "--" &&
+			ask "$h" virsh -q -c qemu:///system list --all --name 2>/dev/null); then
 			running+="$h? " defined+="$h? "
 			continue
 		fi
+		# ("0,": the separator is the first line when nothing runs there)
 		if sed '/^--$/,$d' <<<"$list" | grep -qx "$1"; then running+="$h "; fi
-		if sed '1,/^--$/d' <<<"$list" | grep -qx "$1"; then defined+="$h "; fi
+		if sed '0,/^--$/d' <<<"$list" | grep -qx "$1"; then defined+="$h "; fi
 	done
 	echo "running: ${running:-nowhere }defined: ${defined:-nowhere }"
 }
@@ -406,10 +434,7 @@ for _ in $(seq 50); do
 	sleep 0.2
 done
 boot_host h2 "connect=127.0.0.1:$link_port"
-# Both hosts boot the image, with its one host key.
-for h in "${HOSTS[@]}"; do
-	echo "[127.0.0.1]:${H_PORT[$h]} $(cut -d' ' -f1-2 "$VM_DIR/host_key.pub")"
-done >"$work/known_hosts"
+write_access
 echo "== booting h1 (ssh 127.0.0.1:${H_PORT[h1]}), h2 (ssh 127.0.0.1:${H_PORT[h2]}), link 127.0.0.1:$link_port"
 for h in "${HOSTS[@]}"; do
 	VM_PID=${H_PID[$h]} VM_PORT=${H_PORT[$h]}
@@ -421,12 +446,6 @@ for h in "${HOSTS[@]}"; do
 	pass "$h/ssh" "up after $((SECONDS - started)) s"
 done
 
-{
-	echo "[hypervisors]"
-	for h in "${HOSTS[@]}"; do
-		echo "$h ansible_host=127.0.0.1 ansible_port=${H_PORT[$h]} ansible_user=root ansible_python_interpreter=/usr/bin/python3"
-	done
-} >"$work/inventory.ini"
 export ANSIBLE_CONFIG=$REPO/ansible.cfg ANSIBLE_HOST_KEY_CHECKING=True ANSIBLE_NOCOLOR=1
 export ANSIBLE_PRIVATE_KEY_FILE=$VM_DIR/id_ed25519
 export ANSIBLE_SSH_ARGS="-o UserKnownHostsFile=$work/known_hosts -o ControlMaster=auto -o ControlPersist=120s"
@@ -462,7 +481,7 @@ playbook() {
 	"$REPO/.venv/bin/ansible-playbook" -i "$work/inventory.ini" "$@" >"$LOG_DIR/$log.log" 2>&1
 }
 
-if [ "$PLAN" = ci ]; then
+if [ "$PLAN" != full ]; then
 	echo "== kernel_stage (modules) on both hosts, before any guest runs"
 	t0=$SECONDS
 	rc=0
@@ -566,13 +585,14 @@ alive() {
 	done
 }
 
-# arrived NAME DST: each guest runs and is defined on DST only, its heartbeat
-# advanced by SETTLE there and its workload completed two more passes over its
-# buffer (so one whole pass ran after the arrival), with 0 verification errors
-# over its whole life.
+# arrived NAME DST [GUEST...]: each guest (default: all) runs and is defined
+# on DST only, its heartbeat advanced by SETTLE there and its workload
+# completed two more passes over its buffer (so one whole pass ran after the
+# arrival), with 0 verification errors over its whole life.
 arrived() {
-	local name=$1 dst=$2 g after
-	for g in "${GUEST_NAMES[@]}"; do
+	local name=$1 dst=$2 g after guests=("${GUEST_NAMES[@]}")
+	[ $# -gt 2 ] && guests=("${@:3}")
+	for g in "${guests[@]}"; do
 		where=$(placement "$g")
 		check "$name/$g/one-host" "$where" test "$where" = "running: $dst defined: $dst "
 		after=$(wait_heartbeat "$dst" "$g" $((SEQ[$g] + SETTLE)) $((PASSES[$g] + 2)) "$HANG_S")
@@ -600,8 +620,8 @@ report_entry() {
 	json_get 'next(" ".join(str("-" if v is None else v) for v in [m["status"], m["huge_mappings"]["presplit_status"], m["huge_mappings"]["before_presplit"], m["huge_mappings"]["after_presplit"], m["huge_mappings"]["at_migration_start"], m["huge_mappings"]["split_in_migration"], m["measured_s"], m["downtime_ms"], m["iterations"], m["source_kernel_mode"], m["destination_kernel_mode"]]) for m in r["migrations"] if m["domain"] == "'"$2"'")' <"$1" 2>/dev/null || true
 }
 
-# check_migrated NAME FROM-TO EXPECT JSON MODES: each guest's entry in the run
-# report JSON says it migrated, between hosts of the kernel MODES ("source
+# check_migrated NAME FROM-TO EXPECT JSON MODES [GUEST...]: each guest's
+# (default: all) entry in the run report JSON says it migrated, between hosts of the kernel MODES ("source
 # destination", as host_info names them), and KVM's counts of its huge mappings:
 #   presplit  a pre-split on a patched source: huge mappings before it, none
 #             after, none split inside the migration;
@@ -611,8 +631,9 @@ report_entry() {
 #   ""        only printed (kvm.eager_page_split=0: the migration zaps huge
 #             mappings on write faults instead of splitting them).
 check_migrated() {
-	local name=$1 route=$2 expect=$3 json=$4 modes=$5 g entry f
-	for g in "${GUEST_NAMES[@]}"; do
+	local name=$1 route=$2 expect=$3 json=$4 modes=$5 g entry f guests=("${GUEST_NAMES[@]}")
+	[ $# -gt 5 ] && guests=("${@:6}")
+	for g in "${guests[@]}"; do
 		entry=$(report_entry "$json" "$g")
 		check "$name/$g/migrated" "$route: status, pre-split, huge before/after/at start/split, job s, downtime ms, iterations, modes: ${entry:-not in $json}" \
 			test "${entry%% *}" = migrated
@@ -742,8 +763,19 @@ for i in $(seq "$MIGRATIONS"); do
 	migrate "patched-$i" "$(other)" true presplit
 done
 
-echo "== baseline between patched hosts: no pre-split"
-migrate patched-baseline "$(other)" false baseline
+if [ "$PLAN" != power-cut ]; then
+	echo "== baseline between patched hosts: no pre-split"
+	migrate patched-baseline "$(other)" false baseline
+fi
+
+# check_dmesg NAME HOST: HOST's kernel log of this boot has no warning, oops,
+# lockdep or RCU stall report, no soft lockup.  ("WARNING: CPU:" is WARN()'s;
+# the boot's SRSO notice says "WARNING: See".)
+check_dmesg() {
+	local bad
+	bad=$(ask "$2" dmesg | grep -E 'WARNING: CPU|cut here|BUG:|Oops|lockdep|INFO: rcu|rcu_.*stall|soft lockup|hung_task' | head -n 3 || true)
+	check "$1" "${bad:-no WARN, BUG, lockdep, RCU stall or lockup report}" test -z "$bad"
+}
 
 if [ "$PLAN" = full ]; then
 	echo "== kvm.eager_page_split=0 on both hosts: with and without pre-split"
@@ -753,14 +785,133 @@ if [ "$PLAN" = full ]; then
 	for h in "${HOSTS[@]}"; do on "$h" 'echo Y >/sys/module/kvm/parameters/eager_page_split'; done
 fi
 
+# power_cut SRC DST: cuts DST's power (SIGKILL to its QEMU) as soon as one
+# guest runs on DST while another one's migration from SRC is under way, and
+# prints "ARRIVED MOVING"; nothing if that moment does not come in 30 min.
+power_cut() {
+	local src=$1 dst=$2 deadline=$((SECONDS + 1800)) g arrived
+	while [ "$SECONDS" -lt "$deadline" ]; do
+		arrived=$(on "$dst" virsh -q -c qemu:///system list --name --state-running 2>/dev/null |
+			grep -xF -f <(printf '%s\n' "${GUEST_NAMES[@]}") | head -n 1 || true)
+		for g in "${GUEST_NAMES[@]}"; do
+			if [ -z "$arrived" ] || [ "$g" = "$arrived" ]; then continue; fi
+			if on "$src" virsh -c qemu:///system domjobinfo "$g" 2>/dev/null | grep -q '^Job type: *Unbounded'; then
+				# A second into the transfer: most of the guest's memory (10 s
+				# and more of it here) is still to go.
+				sleep 1
+				kill -KILL "${H_PID[$dst]}"
+				echo "$arrived $g"
+				return 0
+			fi
+		done
+		sleep 2
+	done
+}
+
+# The power cut: a rolling run of h1 (peer h2, one migration at a time, so one
+# guest arrives before the next leaves) during which h2 loses power with one
+# guest arrived and one in flight.  The in-flight guest must stay running on
+# h1, the run must stop naming where every guest is; h2 boots again from its
+# disk (with the patched modules it was staged with), the arrived guest is
+# defined there and runs nowhere, and the same run id then finishes the run:
+# the other guest goes out and back, the one that went down is named and left
+# as it is.  h2 is the one cut: h1's end of the link listens and takes h2
+# back when it boots again, h2's end connects once.
+cut_run=
+if [ "$PLAN" != ci ] && ! $halted; then
+	echo "== power cut: h2 loses power in the middle of a rolling wave from h1; then the same run id again"
+	[ "$at" = h1 ] || migrate power-cut-prepare h1 true presplit
+fi
+if [ "$PLAN" != ci ] && ! $halted; then
+	check_dmesg h2/dmesg-before-power-cut h2
+	on h2 dmesg >"$LOG_DIR/h2-dmesg-before-power-cut.log" 2>&1 || true
+	alive power-cut || true
+fi
+if [ "$PLAN" != ci ] && ! $halted; then
+	cut_run=e2e-power-cut-$(date +%s)
+	cut_args=(presplit.kvm.rolling_maintenance -e rolling_hosts=h1 -e "rolling_maintenance_run_id=$cut_run"
+		-e rolling_maintenance_transport=tcp -e rolling_maintenance_kernel_stage_method=modules
+		-e rolling_maintenance_return_guests=true -e rolling_maintenance_allow_post_copy=false
+		-e "rolling_maintenance_report_dir=$reports"
+		-e '{"rolling_maintenance_peers": ["h2"], "rolling_maintenance_limits": {"max_outgoing_per_host": 1, "max_incoming_per_host": 1}}')
+	power_cut h1 h2 >"$work/power-cut" &
+	cutter=$!
+	t0=$SECONDS rc=0
+	# (results as JSON, one line each: the failure's message is read below)
+	ANSIBLE_CALLBACK_RESULT_FORMAT=json playbook power-cut "${cut_args[@]}" || rc=$?
+	kill "$cutter" 2>/dev/null || true
+	wait "$cutter" 2>/dev/null || true
+	read -r down moving <"$work/power-cut" || true
+	check power-cut/cut "h2's power cut with ${down:-no guest} arrived there and ${moving:-no guest} migrating to it" test -n "${moving:-}"
+	# The run's last failure is the role's own, saying where it stopped and where each guest is.
+	msg=$(sed -n 's/^fatal: \[h1\]: FAILED! => //p' "$LOG_DIR/power-cut.log" | tail -n 1 | json_get 'r["msg"]')
+	said=false
+	if [ "$rc" != 0 ] && grep -q "stopped in phase evacuating: " <<<"$msg" && grep -qF "${moving:-?} on h1" <<<"$msg" &&
+		grep -qF "${down:-?} on no host that answers" <<<"$msg" && grep -qF "Not answering: h2." <<<"$msg" &&
+		grep -qF "${down:-?} -> h2: migrated (the migration completed), but the post-check cannot confirm" <<<"$msg" &&
+		! grep -qF "${moving:-?} -> h2: migrated" <<<"$msg"; then
+		said=true
+	fi
+	check power-cut/stopped "rolling_maintenance over h1, run $cut_run: exit $rc (ansible $((SECONDS - t0)) s): ${msg:-no failure message}" $said
+	state=$(ask h1 cat /var/lib/presplit-kvm/rolling-maintenance.json | json_get '" ".join([r["run_id"], r["phase"], r["failed_phase"]] + ["%s:%s" % (g, ",".join(h) or "-") for g, h in sorted(r["guests"].items())])')
+	want="$cut_run failed evacuating $(for g in $(printf '%s\n' "${GUEST_NAMES[@]}" | sort); do if [ "$g" = "${down:-}" ]; then echo -n "$g:- "; else echo -n "$g:h1 "; fi; done)"
+	check power-cut/state "h1's state: run, phase, failed phase, guest:hosts running it: $state" test "$state " = "$want"
+	if [ -n "${moving:-}" ]; then
+		where=$(placement "$moving")
+		check "power-cut/$moving/on-source" "h2 off: $where" test "$where" = "running: h1 h2? defined: h1 h2? "
+		where=$(placement "$down")
+		check "power-cut/$down/down" "h2 off: $where" test "$where" = "running: h2? defined: h2? "
+	else
+		halted=true
+	fi
+fi
+if [ -n "$cut_run" ] && ! $halted; then
+	t0=$SECONDS
+	# (QEMU starts a new console log; the first boot's is kept)
+	cp "$LOG_DIR/h2-console.log" "$LOG_DIR/h2-console-before-power-cut.log"
+	power_on h2
+	write_access
+	if wait_ssh 900; then
+		pass power-cut/h2-back "SSH up $((SECONDS - t0)) s after power-on"
+	else
+		fail power-cut/h2-back "no SSH $((SECONDS - t0)) s after power-on (see $LOG_DIR/h2-console.log)"
+		halted=true
+	fi
+fi
+if [ -n "$cut_run" ] && ! $halted; then
+	mode=$(host_mode h2 h2-host-info-power-cut)
+	check power-cut/h2-mode "host_info mode $mode after the power cut (want patched: the staged modules are on its disk)" test "$mode" = patched
+	pool=$(hugetlb_pool_pages)
+	got=$(on h2 "sysctl -qw vm.nr_hugepages=$pool && sysctl -n vm.nr_hugepages" || true)
+	check power-cut/h2-hugepages "2 MiB pool: $got of $pool pages" test "$got" = "$pool"
+	where=$(placement "$down")
+	check "power-cut/$down/defined-on-h2" "h2 back: $where" test "$where" = "running: nowhere defined: h2 "
+	arrived power-cut h1 "$moving"
+fi
+if [ -n "$cut_run" ] && ! $halted; then
+	echo "== power cut: the same run id again, h2 back"
+	t0=$SECONDS rc=0
+	playbook power-cut-resumed "${cut_args[@]}" || rc=$?
+	check power-cut-resumed/ok "rolling_maintenance over h1, run $cut_run again: exit $rc (ansible $((SECONDS - t0)) s, log $LOG_DIR/power-cut-resumed.log)" test "$rc" = 0
+	state=$(ask h1 cat /var/lib/presplit-kvm/rolling-maintenance.json | json_get '" ".join([r["run_id"], r["phase"]] + r.get("evacuated_not_running", []))')
+	check power-cut-resumed/state "h1's state: run, phase, evacuated guests running nowhere: $state" test "$state" = "$cut_run done $down"
+	check power-cut-resumed/named "the run names $down as down (log $LOG_DIR/power-cut-resumed.log)" \
+		grep -q "run $cut_run: $down left this host and run on no peer" "$LOG_DIR/power-cut-resumed.log"
+	check_migrated power-cut-resumed/evacuate "h1 -> h2 (patched -> patched)" presplit "$reports/rolling-$cut_run-h1-evacuate.json" "patched patched" "$moving"
+	check_migrated power-cut-resumed/return "h2 -> h1 (patched -> patched)" presplit "$reports/rolling-$cut_run-h1-return-from-h2.json" "patched patched" "$moving"
+	arrived power-cut-resumed h1 "$moving"
+	where=$(placement "$down")
+	check "power-cut-resumed/$down/defined-on-h2" "$where" test "$where" = "running: nowhere defined: h2 "
+	# What the operator does next: start it where it is defined.
+	state=$(on h2 "virsh -q -c qemu:///system start $down >/dev/null && sleep 10 && virsh -q -c qemu:///system domstate $down" 2>&1 || true)
+	check "power-cut-resumed/$down/starts" "virsh start on h2, 10 s later: $state" test "$state" = running
+fi
+
 echo "== after"
 for h in "${HOSTS[@]}"; do
 	info=$(host_info "$h" "$h-host-info-after")
 	echo "   $h host_info (mode, tdp_mmu | guest backing 4k 2m 1g source): $info"
-	# Kernel warnings, oopses, lockdep and RCU stall reports, soft lockups.
-	# ("WARNING: CPU:" is WARN()'s; the boot's SRSO notice says "WARNING: See".)
-	bad=$(ask "$h" dmesg | grep -E 'WARNING: CPU|cut here|BUG:|Oops|lockdep|INFO: rcu|rcu_.*stall|soft lockup|hung_task' | head -n 3 || true)
-	check "$h/dmesg" "${bad:-no WARN, BUG, lockdep, RCU stall or lockup report}" test -z "$bad"
+	check_dmesg "$h/dmesg" "$h"
 done
 # The run reports as a browser shows them: a row per guest with its huge
 # mappings (headless Chromium, tests/e2e/check-report.py).
@@ -770,7 +921,10 @@ done
 for page in "$reports"/*.html; do
 	[ -e "$page" ] || continue
 	guests=("${GUEST_NAMES[@]}")
-	if [ -e "${page%.html}-again.html" ]; then
+	if [ -n "$cut_run" ] && [[ $page == *"$cut_run"* ]]; then
+		# The power cut's: the guests that moved in it.
+		read -r -a guests <<<"$(json_get '" ".join(m["domain"] for m in r["migrations"] if m["status"] == "migrated")' <"${page%.html}.json")"
+	elif [ -e "${page%.html}-again.html" ]; then
 		echo "   report/$(basename "$page" .html): the KNOWN failure's record, superseded by $(basename "${page%.html}")-again"
 		continue
 	elif [[ $page == *-again.html ]]; then
