@@ -621,8 +621,9 @@ report_entry() {
 }
 
 # check_migrated NAME FROM-TO EXPECT JSON MODES [GUEST...]: each guest's
-# (default: all) entry in the run report JSON says it migrated, between hosts of the kernel MODES ("source
-# destination", as host_info names them), and KVM's counts of its huge mappings:
+# (default: all) entry in the run report JSON says it migrated, between hosts
+# of the kernel MODES ("source destination", as host_info names them), and
+# KVM's counts of its huge mappings:
 #   presplit  a pre-split on a patched source: huge mappings before it, none
 #             after, none split inside the migration;
 #   baseline  no pre-split (or a stock source): huge mappings at the start,
