@@ -354,6 +354,16 @@ hugetlb_pool_pages() {
 	echo $((n ? n + 8 : 0))
 }
 
+# check_pool NAME HOST: HOST reserves the hugetlbfs pool every host keeps
+# (hugetlb_pool_pages: the guests move together, so one host must hold them
+# all), right after boot while memory is not yet fragmented.
+check_pool() {
+	local pool got
+	pool=$(hugetlb_pool_pages)
+	got=$(on "$2" "sysctl -qw vm.nr_hugepages=$pool && sysctl -n vm.nr_hugepages" || true)
+	check "$1" "2 MiB pool: $got of $pool pages" test "$got" = "$pool"
+}
+
 # domain_xml NAME BACKING DIRTY_LOG: the lab guest's domain
 # (roles/lab/templates/domain.xml.j2) as type='kvm', with a CPU model both
 # hosts run, no disk, no network; a crash or reboot stops the domain,
@@ -466,12 +476,7 @@ for h in "${HOSTS[@]}"; do
 	check "$h/link" "qemu+tcp://$peer/system answers: $peer_name" test "$peer_name" = "$peer"
 	info=$(host_info "$h" "$h-host-info-before")
 	check "$h/host_info-mode" "host_info: mode tdp_mmu = $info (stock $KERNEL_ABI)" test "${info%% *}" = eager-split-only
-	# The hugetlbfs pool every host keeps for the hugetlb-backed guests (the
-	# guests move together, so one host must hold them all), taken at once
-	# after boot while memory is not yet fragmented.
-	pool=$(hugetlb_pool_pages)
-	got=$(on "$h" "sysctl -qw vm.nr_hugepages=$pool && sysctl -n vm.nr_hugepages" || true)
-	check "$h/hugepages" "2 MiB pool: $got of $pool pages" test "$got" = "$pool"
+	check_pool "$h/hugepages" "$h"
 done
 
 # playbook LOG ARGS...: ansible-playbook against the hosts, its output in LOG_DIR/LOG.log.
@@ -709,17 +714,18 @@ migrate() {
 # with the step kernel_stage (method modules: the patched KVM modules that
 # kernel-patch/build-modules.sh builds on this machine, cached), run id
 # $run_id, guests returned, reports in $reports.  Post-copy is not planned:
-# the tier checks pre-copy over dirty logging.
+# the tier checks pre-copy over dirty logging.  ROLLING_OPTIONS: what every
+# rolling run of the tier (this one's and the power cut's) is given.
 run_id=e2e-$(date +%s)
+ROLLING_OPTIONS=(-e rolling_maintenance_transport=tcp -e rolling_maintenance_kernel_stage_method=modules
+	-e rolling_maintenance_return_guests=true -e rolling_maintenance_allow_post_copy=false
+	-e "rolling_maintenance_report_dir=$reports")
 rolling() {
 	local name=$1 hosts=$2 extra=$3 t0=$SECONDS rc=0
 	$halted && return 0
 	alive "$name" || return 0
 	playbook "$name" presplit.kvm.rolling_maintenance -e rolling_hosts="$hosts" \
-		-e rolling_maintenance_run_id="$run_id" -e rolling_maintenance_transport=tcp \
-		-e rolling_maintenance_kernel_stage_method=modules -e rolling_maintenance_return_guests=true \
-		-e rolling_maintenance_allow_post_copy=false -e rolling_maintenance_report_dir="$reports" \
-		-e "$extra" || rc=$?
+		-e rolling_maintenance_run_id="$run_id" "${ROLLING_OPTIONS[@]}" -e "$extra" || rc=$?
 	# A failed run leaves the guests where its rescue says: nothing moves after it.
 	[ "$rc" = 0 ] || halted=true
 	check "$name/ok" "rolling_maintenance over $hosts, run $run_id: exit $rc, $(grep -E '^h[12] +:' "$LOG_DIR/$name.log" | tr -s ' ' | tr '\n' ';') (ansible $((SECONDS - t0)) s, log $LOG_DIR/$name.log)" \
@@ -831,10 +837,7 @@ fi
 if [ "$PLAN" != ci ] && ! $halted; then
 	cut_run=e2e-power-cut-$(date +%s)
 	cut_args=(presplit.kvm.rolling_maintenance -e rolling_hosts=h1 -e "rolling_maintenance_run_id=$cut_run"
-		-e rolling_maintenance_transport=tcp -e rolling_maintenance_kernel_stage_method=modules
-		-e rolling_maintenance_return_guests=true -e rolling_maintenance_allow_post_copy=false
-		-e "rolling_maintenance_report_dir=$reports"
-		-e '{"rolling_maintenance_peers": ["h2"], "rolling_maintenance_limits": {"max_outgoing_per_host": 1, "max_incoming_per_host": 1}}')
+		"${ROLLING_OPTIONS[@]}" -e '{"rolling_maintenance_peers": ["h2"], "rolling_maintenance_limits": {"max_outgoing_per_host": 1, "max_incoming_per_host": 1}}')
 	power_cut h1 h2 >"$work/power-cut" &
 	cutter=$!
 	t0=$SECONDS rc=0
@@ -882,9 +885,7 @@ fi
 if [ -n "$cut_run" ] && ! $halted; then
 	mode=$(host_mode h2 h2-host-info-power-cut)
 	check power-cut/h2-mode "host_info mode $mode after the power cut (want patched: the staged modules are on its disk)" test "$mode" = patched
-	pool=$(hugetlb_pool_pages)
-	got=$(on h2 "sysctl -qw vm.nr_hugepages=$pool && sysctl -n vm.nr_hugepages" || true)
-	check power-cut/h2-hugepages "2 MiB pool: $got of $pool pages" test "$got" = "$pool"
+	check_pool power-cut/h2-hugepages h2
 	where=$(placement "$down")
 	check "power-cut/$down/defined-on-h2" "h2 back: $where" test "$where" = "running: nowhere defined: h2 "
 	arrived power-cut h1 "$moving"
