@@ -417,6 +417,8 @@ domain_xml() {
 
 eval "$("$REPO/kernel-patch/fetch-debian.sh")"
 echo "== e2e: Debian $DEB_VERSION ($KERNEL_ABI) hypervisors under TCG, cpu $GUEST_CPU, logs in $LOG_DIR"
+# Built once, as a user builds before rolling out (kernel_stage_modules_dir): cached.
+eval "$("$REPO/kernel-patch/build-modules.sh" 2>"$LOG_DIR/build-modules.log")"
 VM_DIR=$CACHE/image-$(image_key)
 if [ -f "$VM_DIR/.done" ]; then
 	echo "== image: cached in $VM_DIR"
@@ -490,7 +492,8 @@ if [ "$PLAN" != full ]; then
 	echo "== kernel_stage (modules) on both hosts, before any guest runs"
 	t0=$SECONDS
 	rc=0
-	playbook stage presplit.kvm.kernel_stage -e kernel_stage_hosts=hypervisors -e kernel_stage_method=modules || rc=$?
+	playbook stage presplit.kvm.kernel_stage -e kernel_stage_hosts=hypervisors -e kernel_stage_method=modules \
+		-e kernel_stage_modules_dir="$MODULES_DIR" || rc=$?
 	check stage/ok "presplit.kvm.kernel_stage: exit $rc (ansible $((SECONDS - t0)) s, log $LOG_DIR/stage.log)" test "$rc" = 0
 	for h in "${HOSTS[@]}"; do
 		mode=$(host_mode "$h" "$h-host-info-staged")
@@ -712,12 +715,13 @@ migrate() {
 
 # rolling NAME HOSTS EXTRA_JSON: presplit.kvm.rolling_maintenance over HOSTS
 # with the step kernel_stage (method modules: the patched KVM modules that
-# kernel-patch/build-modules.sh builds on this machine, cached), run id
+# kernel-patch/build-modules.sh built on this machine, in MODULES_DIR), run id
 # $run_id, guests returned, reports in $reports.  Post-copy is not planned:
 # the tier checks pre-copy over dirty logging.  ROLLING_OPTIONS: what every
 # rolling run of the tier (this one's and the power cut's) is given.
 run_id=e2e-$(date +%s)
 ROLLING_OPTIONS=(-e rolling_maintenance_transport=tcp -e rolling_maintenance_kernel_stage_method=modules
+	-e kernel_stage_modules_dir="$MODULES_DIR"
 	-e rolling_maintenance_return_guests=true -e rolling_maintenance_allow_post_copy=false
 	-e "rolling_maintenance_report_dir=$reports")
 rolling() {

@@ -6,14 +6,22 @@
 # the small test build of kernel-patch/build-packages.sh
 # (PRESPLIT_PACKAGE_CONFIG=test):
 #   1. before: the stock kernel runs, KVM_CAP_SPLIT_HUGE_PAGES is absent;
-#   2. install, one-shot boot, verify: the patched kernel runs, host_info
-#      reports the capability and mode "patched", and it became GRUB's saved
-#      default only after the check passed;
-#   3. a second run changes nothing;
+#      runs that cannot install anything are refused, the host unchanged: a
+#      directory without a kernel, a release the apt repository lacks; check
+#      mode from the repository reports changes and makes none;
+#   2. install from an apt repository (kernel_stage_source=apt: the test
+#      build's package in a flat repository served over HTTP on this
+#      machine's loopback, reached by the host through an SSH tunnel, since
+#      its own network reaches nothing), one-shot boot, verify: the patched
+#      kernel runs, host_info reports the capability and mode "patched", and
+#      it became GRUB's saved default only after the check passed;
+#   3. a second run, from the build's directory (the default source), changes
+#      nothing; nor does a third with the role building (source "build", cached);
 #   4. a package whose kernel boots without the capability (no TDP MMU) and one
-#      whose kernel panics at boot (packages/variants.sh): the role fails
-#      the host saying so, the host runs the previous kernel again, GRUB's
-#      saved default is unchanged, and a plain reboot boots it.
+#      whose kernel panics at boot (packages/variants.sh), each from its
+#      directory (the first with its release read from the package's name):
+#      the role fails the host saying so, the host runs the previous kernel
+#      again, GRUB's saved default is unchanged, and a plain reboot boots it.
 # One PASS/FAIL line per check, last line "N passed, N failed"; exit status
 # non-zero on any failure.  Opt-in (make kernel-packages): the first run
 # builds the test kernel (41 min on 2 busy cores), the image (4 min) and
@@ -40,8 +48,9 @@ LOG_DIR=${KTEST_PACKAGES_LOG_DIR:-$CACHE/logs}
 
 report=$(mktemp)
 work=$(mktemp -d)
-variants_pid=
+variants_pid='' http_pid='' tunnel_pid=''
 cleanup() {
+	for pid in $tunnel_pid $http_pid; do kill "$pid" 2>/dev/null || true; done
 	stop_vm
 	if [ -n "$variants_pid" ] && kill -0 "$variants_pid" 2>/dev/null; then
 		kill "$variants_pid"
@@ -150,6 +159,36 @@ rolled_back() {
 		[ "$(running)" = "$release" ] && [ "$(saved_entry)" = "$good_entry" ] && no_next_entry
 }
 
+# The apt repository: the test build's linux-image package, a flat repository (Packages and
+# a Release with its hash; unsigned, so the source line says trusted=yes) served on this
+# machine's loopback. The host's own network reaches nothing (restrict=on), so it reaches
+# the repository through an SSH tunnel to its loopback, port 8080.
+repo=$work/apt-repo
+mkdir -p "$repo"
+cp "$PACKAGES_DIR/linux-image-${release}_"*.deb "$repo/"
+(
+	cd "$repo"
+	dpkg-scanpackages --multiversion . /dev/null >Packages 2>"$LOG_DIR/apt-repo.log"
+	printf 'Date: %s\nSHA256:\n %s %s Packages\n' "$(date -Ru)" "$(sha256sum Packages | cut -d' ' -f1)" \
+		"$(stat -c %s Packages)" >Release
+)
+repo_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+python3 -m http.server --bind 127.0.0.1 --directory "$repo" "$repo_port" >"$LOG_DIR/apt-http.log" 2>&1 &
+http_pid=$!
+apt_source="deb [trusted=yes] http://127.0.0.1:8080/ ./"
+# open_tunnel: the host's 127.0.0.1:8080 forwarded to the repository (until its next reboot).
+open_tunnel() {
+	if [ -n "$tunnel_pid" ]; then kill "$tunnel_pid" 2>/dev/null || true; fi
+	ssh -o UserKnownHostsFile="$VM_DIR/known_hosts.$VM_PORT" -o StrictHostKeyChecking=yes -o BatchMode=yes \
+		-o ExitOnForwardFailure=yes -i "$VM_DIR/id_ed25519" -p "$VM_PORT" \
+		-N -R "127.0.0.1:8080:127.0.0.1:$repo_port" root@127.0.0.1 2>"$LOG_DIR/apt-tunnel.log" &
+	tunnel_pid=$!
+	sleep 3
+}
+apt_options=(-e kernel_stage_source=apt -e "kernel_stage_apt_repository=$apt_source")
+# unchanged: the stock kernel runs and GRUB's saved default is as before the run.
+unchanged() { [ "$(running)" = "$KERNEL_ABI" ] && [ "$(saved_entry)" = "$entry_before" ]; }
+
 echo "== 1. before"
 check before/stock-kernel "uname -r: $(running)" test "$(running)" = "$KERNEL_ABI"
 info=$(host_info)
@@ -157,8 +196,30 @@ check before/no-capability "host_info: $info" test "$info" != "${info#0 }"
 entry_before=$(saved_entry)
 echo "   (GRUB saved_entry before: '${entry_before}')"
 
-echo "== 2. install $release, boot it once, verify, make it the default (the role builds: cached)"
-run_playbook apply -e "$build_env"
+echo "== 1a. refused, nothing changed: a directory without a kernel"
+mkdir -p "$work/empty"
+run_playbook no-kernel -e kernel_stage_packages_dir="$work/empty"
+check no-kernel/refused "$(grep -o 'No linux-image package[^"]*' "$LOG_DIR/no-kernel.log" | head -n 1)" \
+	grep -q "No linux-image package in $work/empty on localhost. Nothing was changed" \
+	"$LOG_DIR/no-kernel.log"
+check no-kernel/unchanged "uname -r $(running), saved_entry '$(saved_entry)'" unchanged
+
+echo "== 1b. refused, only the source line added: a release the apt repository lacks"
+open_tunnel
+run_playbook apt-missing "${apt_options[@]}" -e kernel_stage_kernel_release="$release-missing"
+check apt-missing/refused "$(grep -o 'apt on pkg-host has no candidate[^"]*' "$LOG_DIR/apt-missing.log" | head -n 1)" \
+	grep -q "apt on pkg-host has no candidate for linux-image-$release-missing in $apt_source. Only the apt source was added; nothing else was changed" \
+	"$LOG_DIR/apt-missing.log"
+check apt-missing/unchanged "uname -r $(running), saved_entry '$(saved_entry)'" unchanged
+
+echo "== 1c. check mode from the apt repository: says what would change, changes nothing"
+run_playbook check-apt --check "${apt_options[@]}" -e kernel_stage_kernel_release="$release"
+check check-apt/changes "exit $rc, changed=$(recap_changed check-apt)" test "$rc" -eq 0 -a "$(recap_changed check-apt)" -gt 0
+check check-apt/unchanged "uname -r $(running), saved_entry '$(saved_entry)', linux-image-$release not installed" \
+	eval "unchanged && ! vm_ssh dpkg-query -W linux-image-$release >/dev/null 2>&1"
+
+echo "== 2. install $release from the apt repository, boot it once, verify, make it the default"
+run_playbook apply "${apt_options[@]}" -e kernel_stage_kernel_release="$release"
 info=$(host_info)
 good_entry=$(entry_of "$release" || true)
 check apply/ok "exit $rc, changed=$(recap_changed apply)" test "$rc" -eq 0
@@ -167,10 +228,16 @@ check apply/capability "host_info: $info" test "$info" = "2101248 patched"
 check apply/default "saved_entry=$(saved_entry)" test -n "$good_entry" -a "$(saved_entry)" = "$good_entry"
 check apply/one-shot-used "no next_entry left" no_next_entry
 check apply/default-after-check "grub-set-default only after the check on the new kernel" default_after_check apply
+from_repo=$(vm_ssh "dpkg-query -W -f '\${Status}' linux-image-$release; grep -c 127.0.0.1:8080 /etc/apt/sources.list.d/presplit-kvm.list" | tr '\n' ' ')
+check apply/from-apt "linux-image-$release: $from_repo(source lines)" test "$from_repo" = "install ok installed1 "
 
-echo "== 3. again: nothing to do"
-run_playbook rerun -e "$build_env"
+echo "== 3. again, from the build's directory: nothing to do"
+run_playbook rerun -e kernel_stage_packages_dir="$PACKAGES_DIR"
 check rerun/idempotent "exit $rc, changed=$(recap_changed rerun)" test "$rc" -eq 0 -a "$(recap_changed rerun)" = 0
+echo "== 3b. again, the role building (its cache: nothing to build): nothing to do"
+run_playbook rerun-build -e kernel_stage_source=build -e "$build_env"
+check rerun-build/idempotent "exit $rc, changed=$(recap_changed rerun-build)" \
+	test "$rc" -eq 0 -a "$(recap_changed rerun-build)" = 0
 
 if [ "$config" = test ]; then
 	echo "== 4. broken packages (waiting for their build)"
@@ -182,7 +249,7 @@ if [ "$config" = test ]; then
 	variants_pid=
 
 	echo "== 4a. a kernel without the capability (no TDP MMU) is rolled back"
-	run_playbook notdp -e kernel_stage_packages_dir="$notdp_dir" -e kernel_stage_kernel_release="$release-notdp"
+	run_playbook notdp -e kernel_stage_packages_dir="$notdp_dir"
 	check notdp/rolled-back "$(grep -o 'Kernel [^ ]* failed on pkg-host.*' "$LOG_DIR/notdp.log" | head -n 1 | head -c 400)" \
 		rolled_back notdp "$release-notdp"
 	check notdp/reason "the capability check failed on $release-notdp" \

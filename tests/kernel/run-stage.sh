@@ -4,11 +4,15 @@
 # reachable over SSH on loopback only (user-mode network, restrict=on, one
 # forwarded port on 127.0.0.1), with the stock kvm modules loaded from
 # /lib/modules the way a host boots, and runs playbooks/kernel_stage.yml
-# against it with the patched modules of kernel-patch/build-modules.sh:
+# against it with the patched modules of kernel-patch/build-modules.sh
+# (kernel_stage_modules_dir, the default source "directory", unless a step
+# says otherwise):
+#   0. no directory given, and source "apt" with the modules method: refused
+#      with a message naming the option, nothing changes;
 #   1. check mode reports changes and changes nothing;
-#   2. staging (built on a "remote" build host, fetched to the controller)
-#      loads the patched modules: host_info reports
-#      KVM_CAP_SPLIT_HUGE_PAGES and mode "patched";
+#   2. staging (source "build": built by the role on a "remote" build host,
+#      fetched to the controller) loads the patched modules: host_info
+#      reports KVM_CAP_SPLIT_HUGE_PAGES and mode "patched";
 #   3. a second run changes nothing;
 #   4. modules that fail to load, and modules that load but lack the
 #      capability, are rolled back: stock modules loaded, no updates directory;
@@ -235,7 +239,7 @@ run_playbook() {
 	rc=0
 	"$REPO/.venv/bin/ansible-playbook" -i "$work/inventory.ini" "$REPO/playbooks/kernel_stage.yml" \
 		-e kernel_stage_hosts=stage -e kernel_stage_become=false -e kernel_stage_method=modules \
-		"$@" >"$LOG_DIR/$log.log" 2>&1 || rc=$?
+		-e kernel_stage_modules_dir="$MODULES_DIR" "$@" >"$LOG_DIR/$log.log" 2>&1 || rc=$?
 	echo "   ($log: exit $rc after $(($(date +%s) - t0)) s, log $LOG_DIR/$log.log)"
 }
 # host_state: the role's own probe, as JSON.
@@ -275,13 +279,29 @@ stock_id=$(host_state | python3 -c 'import json, sys; print(json.load(sys.stdin)
 info=$(host_info)
 check before/stock "host_info: $info" test "$info" != "${info#0 }"
 
+echo "== 0. inputs that cannot stage anything are refused before anything changes"
+# refused LOG MESSAGE_PATTERN ARGS...: the run fails naming the problem; the host is untouched.
+refused() {
+	local case=$1 pattern=$2
+	shift 2
+	run_playbook "$case" "$@"
+	check "$case/refused" "exit $rc: $(grep -o '"msg": "kernel_stage_[^"]*' "$LOG_DIR/$case.log" | head -n 1 | cut -c9- | head -c 300)" \
+		grep -q "$pattern" "$LOG_DIR/$case.log"
+	check "$case/nothing-changed" "stock kvm still loaded, no updates dir, changed=$(recap_changed "$case")" \
+		stock_untouched_unchanged "$case"
+}
+refused no-directory 'kernel_stage_source directory (the default) needs kernel_stage_modules_dir: a directory on localhost' \
+	-e kernel_stage_modules_dir=
+refused apt-modules 'kernel_stage_source apt installs a linux-image package, so it needs kernel_stage_method packages' \
+	-e kernel_stage_source=apt -e kernel_stage_kernel_release="$KERNEL_ABI"
+
 echo "== 1. check mode"
 run_playbook check-mode --check --diff
 check check-mode/ok "exit $rc, changed=$(recap_changed check-mode)" test "$rc" -eq 0 -a "$(recap_changed check-mode)" -gt 0
 check check-mode/nothing-changed "stock kvm still loaded, no updates dir" stock_untouched
 
-echo "== 2. stage the patched modules, fetched from a build host that is not localhost"
-run_playbook apply -e kernel_stage_build_host=remote-build -e kernel_stage_fetch_dir="$work/fetched"
+echo "== 2. stage the patched modules, built by the role on a build host that is not localhost (cached)"
+run_playbook apply -e kernel_stage_source=build -e kernel_stage_build_host=remote-build -e kernel_stage_fetch_dir="$work/fetched"
 info=$(host_info)
 check apply/ok "exit $rc, changed=$(recap_changed apply)" test "$rc" -eq 0
 check apply/patched-loaded "kvm build id $patched_id" loaded_is patched
