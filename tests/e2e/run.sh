@@ -51,6 +51,11 @@ LOG_DIR=${E2E_LOG_DIR:-$CACHE/logs}
 # the share meant for make test: both hosts staged with presplit.kvm.kernel_stage before any guest
 # runs, then the patched migrations and the baseline (make e2e-ci).
 # E2E_PLAN=power-cut: staged as ci, then only the power cut.
+# E2E_PLAN=hosts: only the two stock hosts, checked, with the guests' boot
+# files, left running for the molecule scenario e2e (extensions/molecule/e2e),
+# which stages, migrates and verifies with playbooks: E2E_STATE_DIR receives
+# the inventory (inventory.yml), the guests' domain XML (NAME.xml), and the
+# QEMU pids and work directory its destroy step removes (pids, work).
 PLAN=${E2E_PLAN:-full}
 # Migrations of the guests between the patched hosts with pre-split, besides
 # those of the rolling run, the baseline and the eager_page_split=0 set: in
@@ -59,12 +64,17 @@ PLAN=${E2E_PLAN:-full}
 case $PLAN in
 full) MIGRATIONS=${E2E_MIGRATIONS:-11} ;;
 ci) MIGRATIONS=${E2E_MIGRATIONS:-2} ;;
-power-cut) MIGRATIONS=${E2E_MIGRATIONS:-0} ;;
+power-cut | hosts) MIGRATIONS=${E2E_MIGRATIONS:-0} ;;
 *)
-	echo "E2E_PLAN must be full, ci or power-cut, not '$PLAN'" >&2
+	echo "E2E_PLAN must be full, ci, power-cut or hosts, not '$PLAN'" >&2
 	exit 2
 	;;
 esac
+STATE_DIR=${E2E_STATE_DIR:-}
+if [ "$PLAN" = hosts ] && ! [[ $STATE_DIR == /* ]]; then
+	echo "E2E_PLAN=hosts needs E2E_STATE_DIR, an absolute path" >&2
+	exit 2
+fi
 if ! [[ $MIGRATIONS =~ ^[0-9]{1,3}$ ]]; then
 	echo "E2E_MIGRATIONS must be a whole number below 1000, not '$MIGRATIONS'" >&2
 	exit 2
@@ -73,6 +83,7 @@ fi
 # printed); kill the two QEMU pids printed to end them.  E2E_KEEP=failure:
 # the same, only when a check failed.
 KEEP=${E2E_KEEP:-0}
+[ "$PLAN" = hosts ] && KEEP=1 # whatever happens: the scenario's destroy step ends them
 # Hypervisor RAM: the nested guests plus libvirtd, QEMU and a Debian userland.
 HOST_MIB=${E2E_HOST_MIB:-2560}
 # The nested guests, NAME:BACKING:DIRTY_LOG each: BACKING thp (anonymous
@@ -267,6 +278,31 @@ write_access() {
 	} >"$work/inventory.ini"
 }
 
+# write_state_inventory: the hosts as an Ansible inventory for the molecule
+# scenario (E2E_PLAN=hosts), with what its steps need: the modules to stage,
+# the guests, their status-line format's settle count and hang limit.
+write_state_inventory() {
+	local h names
+	names=$(printf '"%s", ' "${GUEST_NAMES[@]}")
+	{
+		echo "# Written by tests/e2e/run.sh (E2E_PLAN=hosts); removed by the scenario's destroy."
+		echo "hypervisors:"
+		echo "  hosts:"
+		for h in "${HOSTS[@]}"; do
+			echo "    $h: {ansible_host: 127.0.0.1, ansible_port: ${H_PORT[$h]}}"
+		done
+		echo "  vars:"
+		echo "    ansible_user: root"
+		echo "    ansible_python_interpreter: /usr/bin/python3"
+		echo "    ansible_ssh_private_key_file: $VM_DIR/id_ed25519"
+		echo "    ansible_ssh_common_args: -o UserKnownHostsFile=$work/known_hosts -o StrictHostKeyChecking=yes"
+		echo "    e2e_state_dir: $STATE_DIR"
+		echo "    e2e_modules_dir: $MODULES_DIR"
+		echo "    e2e_guests: [${names%, }]"
+		echo "    e2e_hang_s: $HANG_S"
+	} >"$STATE_DIR/inventory.yml"
+}
+
 # An ansible run against the hosts; its one-line result of HOST as JSON on
 # stdout ("{}" when there is none), the whole output in LOG.
 #   ansible_json HOST LOG MODULE ARGS
@@ -447,6 +483,11 @@ for _ in $(seq 50); do
 done
 boot_host h2 "connect=127.0.0.1:$link_port"
 write_access
+if [ "$PLAN" = hosts ]; then
+	mkdir -p "$STATE_DIR"
+	echo "${H_PID[h1]} ${H_PID[h2]}" >"$STATE_DIR/pids"
+	echo "$work" >"$STATE_DIR/work"
+fi
 echo "== booting h1 (ssh 127.0.0.1:${H_PORT[h1]}), h2 (ssh 127.0.0.1:${H_PORT[h2]}), link 127.0.0.1:$link_port"
 for h in "${HOSTS[@]}"; do
 	VM_PID=${H_PID[$h]} VM_PORT=${H_PORT[$h]}
@@ -458,6 +499,9 @@ for h in "${HOSTS[@]}"; do
 	pass "$h/ssh" "up after $((SECONDS - started)) s"
 done
 
+# Only these: settings inherited from a caller (molecule's create step sets its own
+# callbacks and paths) would change what the checks below parse.
+while read -r var; do unset "$var"; done < <(compgen -e | grep '^ANSIBLE_' || true)
 export ANSIBLE_CONFIG=$REPO/ansible.cfg ANSIBLE_HOST_KEY_CHECKING=True ANSIBLE_NOCOLOR=1
 export ANSIBLE_PRIVATE_KEY_FILE=$VM_DIR/id_ed25519
 export ANSIBLE_SSH_ARGS="-o UserKnownHostsFile=$work/known_hosts -o ControlMaster=auto -o ControlPersist=120s"
@@ -488,7 +532,7 @@ playbook() {
 	"$REPO/.venv/bin/ansible-playbook" -i "$work/inventory.ini" "$@" >"$LOG_DIR/$log.log" 2>&1
 }
 
-if [ "$PLAN" != full ]; then
+if [ "$PLAN" = ci ] || [ "$PLAN" = power-cut ]; then
 	echo "== kernel_stage (modules) on both hosts, before any guest runs"
 	t0=$SECONDS
 	rc=0
@@ -507,6 +551,17 @@ for h in "${HOSTS[@]}"; do
 	on "$h" "mkdir -p $gdir && cat >$gdir/vmlinuz" <"$guest_kernel"
 	on "$h" "cat >$gdir/initrd.img" <"$guest_initrd"
 done
+
+if [ "$PLAN" = hosts ]; then
+	for spec in "${GUESTS[@]}"; do
+		IFS=: read -r g backing dirty_log <<<"$spec"
+		domain_xml "$g" "$backing" "$dirty_log" >"$STATE_DIR/$g.xml"
+	done
+	write_state_inventory
+	echo "== the hosts stay up: inventory $STATE_DIR/inventory.yml, QEMU pids $(cat "$STATE_DIR/pids")"
+	report_totals
+	exit
+fi
 
 # Known upstream failures met and retried: Debian 12's QEMU 7.2 lacks upstream
 # QEMU 56adee407fc5 ("kvm: dirty-ring: Fix race with vcpu creation", 8.0), so a

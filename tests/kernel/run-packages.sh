@@ -185,7 +185,7 @@ open_tunnel() {
 	tunnel_pid=$!
 	sleep 3
 }
-apt_options=(-e kernel_stage_source=apt -e "kernel_stage_apt_repository=$apt_source")
+apt_options=(-e kernel_stage_source=apt -e "{\"kernel_stage_apt_repository\": \"$apt_source\"}")
 # unchanged: the stock kernel runs and GRUB's saved default is as before the run.
 unchanged() { [ "$(running)" = "$KERNEL_ABI" ] && [ "$(saved_entry)" = "$entry_before" ]; }
 
@@ -200,7 +200,7 @@ echo "== 1a. refused, nothing changed: a directory without a kernel"
 mkdir -p "$work/empty"
 run_playbook no-kernel -e kernel_stage_packages_dir="$work/empty"
 check no-kernel/refused "$(grep -o 'No linux-image package[^"]*' "$LOG_DIR/no-kernel.log" | head -n 1)" \
-	grep -q "No linux-image package in $work/empty on localhost. Nothing was changed" \
+	grep -qF "No linux-image package in $work/empty on localhost. Nothing was changed" \
 	"$LOG_DIR/no-kernel.log"
 check no-kernel/unchanged "uname -r $(running), saved_entry '$(saved_entry)'" unchanged
 
@@ -208,7 +208,7 @@ echo "== 1b. refused, only the source line added: a release the apt repository l
 open_tunnel
 run_playbook apt-missing "${apt_options[@]}" -e kernel_stage_kernel_release="$release-missing"
 check apt-missing/refused "$(grep -o 'apt on pkg-host has no candidate[^"]*' "$LOG_DIR/apt-missing.log" | head -n 1)" \
-	grep -q "apt on pkg-host has no candidate for linux-image-$release-missing in $apt_source. Only the apt source was added; nothing else was changed" \
+	grep -qF "apt on pkg-host has no candidate for linux-image-$release-missing in $apt_source. Only the apt source was added; nothing else was changed" \
 	"$LOG_DIR/apt-missing.log"
 check apt-missing/unchanged "uname -r $(running), saved_entry '$(saved_entry)'" unchanged
 
