@@ -279,8 +279,8 @@ write_access() {
 }
 
 # write_state_inventory: the hosts as an Ansible inventory for the molecule
-# scenario (E2E_PLAN=hosts), with what its steps need: the modules to stage,
-# the guests, their status-line format's settle count and hang limit.
+# scenario (E2E_PLAN=hosts), with what its steps need: the state directory,
+# the modules to stage, the guests and how long a guest may stay silent.
 write_state_inventory() {
 	local h names
 	names=$(printf '"%s", ' "${GUEST_NAMES[@]}")
