@@ -11,7 +11,7 @@ COLL_LINK := $(COLL_ROOT)/ansible_collections/presplit/kvm
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: help deps collection-link unit sanity lint integration kernel kernel-packages kernel-upstream kernel-debug e2e e2e-ci e2e-molecule test demo \
+.PHONY: help deps collection-link unit sanity lint integration kernel kernel-packages kernel-upstream kernel-debug e2e e2e-ci e2e-1g e2e-molecule test demo \
         lab-up lab-down build clean
 
 help:
@@ -24,6 +24,7 @@ help:
 	@echo "make kernel-debug - opt-in: the kernel tier on a lockdep/KASAN/kmemleak kernel (first ~45 min, then ~16 min)"
 	@echo "make e2e    - opt-in: 2 emulated hypervisors staged host by host, nested KVM guests pre-split and migrated (tests/e2e)"
 	@echo "make e2e-ci - the e2e share that make test runs (staged hosts, migrations between them)"
+	@echo "make e2e-1g - opt-in: that share with a guest on 1 GiB hugetlbfs pages"
 	@echo "make e2e-molecule - opt-in: the e2e tier's core as the molecule scenario e2e (~20 min)"
 
 deps: $(VENV)/.deps-stamp
@@ -98,6 +99,11 @@ e2e: deps collection-link
 
 e2e-ci: deps collection-link
 	E2E_PLAN=ci ./tests/e2e/run.sh
+
+# The same share with a guest on 1 GiB hugetlbfs pages (2 GiB of RAM, hosts
+# with a 1 GiB pool of 2 pages each): opt-in, its hosts have 5.5 GiB each.
+e2e-1g: deps collection-link
+	E2E_PLAN=ci E2E_GUESTS=e2e3:hugetlb-1G:bitmap ./tests/e2e/run.sh
 
 # The e2e tier's core as a molecule scenario (extensions/molecule/e2e): the hosts
 # from tests/e2e/run.sh (E2E_PLAN=hosts), then kernel_stage, migrate and the

@@ -12,7 +12,8 @@
 #      with the TDP MMU, on Debian's stock kernel.  Each has a controller NIC
 #      (user networking, restrict=on, its sshd forwarded to a free 127.0.0.1
 #      port) and a link NIC joining the two (-netdev socket on 127.0.0.1),
-#      192.0.2.11/.12; every host keeps a 2 MiB hugetlbfs pool;
+#      192.0.2.11/.12; every host keeps a 2 MiB hugetlbfs pool (and a 1 GiB
+#      one for hugetlb-1G guests, make e2e-1g);
 #   3. on h1 <domain type='kvm'> guests (E2E_GUESTS: THP with the dirty
 #      bitmap, hugetlbfs 2 MiB with KVM's dirty ring) booting the lab guest's
 #      kernel + initramfs (roles/lab/files/build-guest-image.sh), whose
@@ -84,22 +85,22 @@ fi
 # the same, only when a check failed.
 KEEP=${E2E_KEEP:-0}
 [ "$PLAN" = hosts ] && KEEP=1 # whatever happens: the scenario's destroy step ends them
-# Hypervisor RAM: the nested guests plus libvirtd, QEMU and a Debian userland.
-HOST_MIB=${E2E_HOST_MIB:-2560}
 # The nested guests, NAME:BACKING:DIRTY_LOG each: BACKING thp (anonymous
-# memory QEMU madvises for THP) or hugetlb-2M (hugetlbfs, from a pool
-# reserved on every host); DIRTY_LOG bitmap (QEMU's default: the split lands
-# in the CLEARs) or ring (KVM's dirty ring: it lands in the dirty-log enable).
-# They always run on one host together and move together.
+# memory QEMU madvises for THP), hugetlb-2M or hugetlb-1G (hugetlbfs, from
+# pools reserved on every host); DIRTY_LOG bitmap (QEMU's default: the split
+# lands in the CLEARs) or ring (KVM's dirty ring: it lands in the dirty-log
+# enable).  They always run on one host together and move together.
 read -r -a GUESTS <<<"${E2E_GUESTS:-e2e1:thp:bitmap e2e2:hugetlb-2M:ring}"
 GUEST_NAMES=()
+GIGANTIC=() # the hugetlb-1G guests
 for spec in "${GUESTS[@]}"; do
 	IFS=: read -r g backing dirty_log <<<"$spec"
-	if ! [[ $g =~ ^[a-z][a-z0-9-]{0,30}$ && $backing =~ ^(thp|hugetlb-2M)$ && $dirty_log =~ ^(bitmap|ring)$ ]]; then
-		echo "E2E_GUESTS: '$spec' is not NAME:thp|hugetlb-2M:bitmap|ring (NAME: lower-case letters, digits, -)" >&2
+	if ! [[ $g =~ ^[a-z][a-z0-9-]{0,30}$ && $backing =~ ^(thp|hugetlb-2M|hugetlb-1G)$ && $dirty_log =~ ^(bitmap|ring)$ ]]; then
+		echo "E2E_GUESTS: '$spec' is not NAME:thp|hugetlb-2M|hugetlb-1G:bitmap|ring (NAME: lower-case letters, digits, -)" >&2
 		exit 2
 	fi
 	GUEST_NAMES+=("$g")
+	[ "$backing" = hugetlb-1G ] && GIGANTIC+=("$g")
 done
 # Each guest's RAM, the workload's buffer and how fast it rewrites it.  Under
 # TCG the guest verifies its whole buffer less often than once a second
@@ -107,6 +108,25 @@ done
 GUEST_MIB=${E2E_GUEST_MIB:-384}
 BUF_MIB=${E2E_BUF_MIB:-160}
 DIRTY_MIB_S=${E2E_DIRTY_MIB_S:-4}
+# A hugetlb-1G guest has 2 GiB: KVM maps a GiB whole only when it lies inside
+# one memslot, and on the pc machine the first GiB holds the VGA and BIOS
+# holes (memslots from 0, 768 KiB and 1 MiB), so the GiB from 1 to 2 is the
+# first whole one.  Its workload's buffer is larger than all the guest's
+# memory below 1 GiB, so part of what it rewrites and verifies lies in that
+# GiB (which part the guest's allocator decides).
+GIGANTIC_GUEST_MIB=2048
+GIGANTIC_BUF_MIB=${E2E_GIGANTIC_BUF_MIB:-1280}
+if ! [[ $GIGANTIC_BUF_MIB =~ ^[0-9]{4}$ ]] || [ "$GIGANTIC_BUF_MIB" -le 1024 ] || [ "$GIGANTIC_BUF_MIB" -gt 1600 ]; then
+	echo "E2E_GIGANTIC_BUF_MIB must be a whole number from 1025 to 1600 (MiB of a 2 GiB guest), not '$GIGANTIC_BUF_MIB'" >&2
+	exit 2
+fi
+# Hypervisor RAM: the nested guests plus libvirtd, QEMU and a Debian userland.
+# With hugetlb-1G guests, their 1 GiB pages on top and another GiB: a 1 GiB
+# page needs a whole aligned GiB of physical memory, and a pc machine has its
+# RAM below 4 GiB up to 3 GiB less the firmware's tables (so the GiB from 2
+# to 3 is never whole) and the rest from 4 GiB on, where the kernel makes its
+# early allocations top-down (see boot_gigantic).
+HOST_MIB=${E2E_HOST_MIB:-$((2560 + (${#GIGANTIC[@]} ? ${#GIGANTIC[@]} * GIGANTIC_GUEST_MIB + 1024 : 0)))}
 # A guest whose heartbeat has not advanced by SETTLE lines within HANG_S
 # seconds of its arrival is hung (TCG inside TCG: seconds are slow).
 SETTLE=3
@@ -390,15 +410,53 @@ hugetlb_pool_pages() {
 	echo $((n ? n + 8 : 0))
 }
 
-# check_pool NAME HOST: HOST reserves the hugetlbfs pool every host keeps
-# (hugetlb_pool_pages: the guests move together, so one host must hold them
-# all), right after boot while memory is not yet fragmented.
+# gigantic_pages: the 1 GiB pages every host reserves, all hugetlb-1G guests' RAM.
+gigantic_pages() { echo $((${#GIGANTIC[@]} * GIGANTIC_GUEST_MIB / 1024)); }
+
+# boot_gigantic: both hosts boot again, their kernels reserving
+# gigantic_pages 1 GiB pages as they start (hugepagesz=1G hugepages=N on the
+# command line, through GRUB on their overlays; the same QEMU processes and
+# forwarded ports).  Reserving them after boot needs whole free GiBs: a
+# 4608 MiB host gave 1 of 2 pages, a 5632 MiB one 2 of 2 once and 1 of 2 the
+# next time (unmovable pages in the GiB from 1 to 2, or above 4).
+boot_gigantic() {
+	local h deadline=$((SECONDS + 900))
+	for h in "${HOSTS[@]}"; do
+		on "$h" "mkdir -p /etc/default/grub.d && echo 'GRUB_CMDLINE_LINUX_DEFAULT=\"\$GRUB_CMDLINE_LINUX_DEFAULT hugepagesz=1G hugepages=$(gigantic_pages)\"' \
+			>/etc/default/grub.d/presplit-e2e-1g.cfg && update-grub" || return 1
+		# (ssh may report the connection the reboot closes as its failure)
+		on "$h" systemctl reboot || true
+	done
+	for h in "${HOSTS[@]}"; do
+		until on "$h" grep -q hugepagesz=1G /proc/cmdline 2>/dev/null; do
+			[ "$SECONDS" -lt "$deadline" ] || return 1
+			sleep 5
+		done
+	done
+}
+
+# check_pool NAME HOST: HOST reserves the hugetlbfs pools every host keeps
+# (the guests move together, so one host must hold them all): right after
+# boot, while memory is not yet fragmented, hugetlb_pool_pages of 2 MiB; and
+# as it booted (boot_gigantic) the hugetlb-1G guests' RAM in 1 GiB pages.
+# 1 GiB pages are not the kernel's default size, so they get a hugetlbfs
+# mount of their own, and libvirtd, which looks for hugetlbfs mounts as it
+# starts, is restarted to find it (before any guest runs on HOST).
 check_pool() {
-	local pool got
-	pool=$(hugetlb_pool_pages)
+	local pool got gigantic
+	pool=$(hugetlb_pool_pages) gigantic=$(gigantic_pages)
 	got=$(on "$2" "sysctl -qw vm.nr_hugepages=$pool && sysctl -n vm.nr_hugepages" || true)
 	check "$1" "2 MiB pool: $got of $pool pages" test "$got" = "$pool"
+	[ "$gigantic" = 0 ] && return 0
+	got=$(on "$2" "mkdir -p /dev/hugepages1G && { mountpoint -q /dev/hugepages1G || mount -t hugetlbfs -o pagesize=1G hugetlbfs /dev/hugepages1G; } &&
+		systemctl restart libvirtd && cat /sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages" || true)
+	check "$1-1G" "1 GiB pool: $got of $gigantic pages, mounted on /dev/hugepages1G" test "$got" = "$gigantic"
 }
+
+# guest_mib BACKING, guest_buf_mib BACKING: the RAM of a guest on BACKING and
+# its workload's buffer, in MiB.
+guest_mib() { if [ "$1" = hugetlb-1G ]; then echo "$GIGANTIC_GUEST_MIB"; else echo "$GUEST_MIB"; fi; }
+guest_buf_mib() { if [ "$1" = hugetlb-1G ]; then echo "$GIGANTIC_BUF_MIB"; else echo "$BUF_MIB"; fi; }
 
 # domain_xml NAME BACKING DIRTY_LOG: the lab guest's domain
 # (roles/lab/templates/domain.xml.j2) as type='kvm', with a CPU model both
@@ -408,25 +466,27 @@ check_pool() {
 # migration's final pause (KVM counts it as pending until the next KVM_RUN,
 # which never comes on the source, and KVM_GET_LAPIC does not carry the
 # count); a TSC deadline is migrated as an MSR and fires on arrival.  BACKING thp: anonymous memory (QEMU madvises it for THP; the
-# hosts' THP mode is "always"); hugetlb-2M: libvirt's <hugepages>.
+# hosts' THP mode is "always"); hugetlb-2M, hugetlb-1G: libvirt's <hugepages>
+# of that size.
 # DIRTY_LOG ring: KVM's dirty ring (libvirt >= 8.0) instead of the bitmap.
 # The guest kernel's warnings (loglevel=5: clocksource, RCU stalls, soft
 # lockups) go to the console log with the workload's status lines.
 domain_xml() {
 	local name=$1 memory_backing="" kvm_features=""
 	[ "$2" = hugetlb-2M ] && memory_backing="<memoryBacking><hugepages><page size='2048' unit='KiB'/></hugepages></memoryBacking>"
+	[ "$2" = hugetlb-1G ] && memory_backing="<memoryBacking><hugepages><page size='1048576' unit='KiB'/></hugepages></memoryBacking>"
 	[ "$3" = ring ] && kvm_features="<kvm><dirty-ring state='on' size='4096'/></kvm>"
 	cat <<-XML
 	<domain type='kvm'>
 	  <name>$name</name>
-	  <memory unit='MiB'>$GUEST_MIB</memory>
+	  <memory unit='MiB'>$(guest_mib "$2")</memory>
 	  $memory_backing
 	  <vcpu>1</vcpu>
 	  <os>
 	    <type arch='x86_64' machine='pc'>hvm</type>
 	    <kernel>$gdir/vmlinuz</kernel>
 	    <initrd>$gdir/initrd.img</initrd>
-	    <cmdline>console=ttyS0 loglevel=5 panic=1 sysrq_always_enabled presplit.buf_mib=$BUF_MIB presplit.dirty_mib_s=$DIRTY_MIB_S</cmdline>
+	    <cmdline>console=ttyS0 loglevel=5 panic=1 sysrq_always_enabled presplit.buf_mib=$(guest_buf_mib "$2") presplit.dirty_mib_s=$DIRTY_MIB_S</cmdline>
 	  </os>
 	  <features><acpi/>$kvm_features</features>
 	  <cpu mode='custom' match='exact' check='none'>
@@ -498,6 +558,15 @@ for h in "${HOSTS[@]}"; do
 	fi
 	pass "$h/ssh" "up after $((SECONDS - started)) s"
 done
+if [ ${#GIGANTIC[@]} != 0 ]; then
+	t0=$SECONDS
+	if ! boot_gigantic; then
+		fail hosts/1g-boot "the hosts did not boot again with hugepagesz=1G hugepages=$(gigantic_pages) in $((SECONDS - t0)) s"
+		report_totals || true
+		exit 1
+	fi
+	pass hosts/1g-boot "both booted again with hugepagesz=1G hugepages=$(gigantic_pages) in $((SECONDS - t0)) s"
+fi
 
 # Only these: settings inherited from a caller (molecule's create step sets its own
 # callbacks and paths) would change what the checks below parse.
@@ -575,7 +644,7 @@ QEMU_DIRTY_RING_RACE="kvm_dirty_ring_reap_one: Assertion"
 declare -A SEQ PASSES
 for spec in "${GUESTS[@]}"; do
 	IFS=: read -r g backing dirty_log <<<"$spec"
-	echo "== nested guest $g on h1: KVM, $GUEST_MIB MiB on $backing, dirty $dirty_log, rewriting $DIRTY_MIB_S MiB/s of a $BUF_MIB MiB buffer"
+	echo "== nested guest $g on h1: KVM, $(guest_mib "$backing") MiB on $backing, dirty $dirty_log, rewriting $DIRTY_MIB_S MiB/s of a $(guest_buf_mib "$backing") MiB buffer"
 	domain_xml "$g" "$backing" "$dirty_log" >"$work/$g.xml"
 	t0=$SECONDS
 	out=$(on h1 "cat >/tmp/$g.xml && virsh -q -c qemu:///system define /tmp/$g.xml && virsh -q -c qemu:///system start $g" <"$work/$g.xml" 2>&1) || true
@@ -594,7 +663,6 @@ for spec in "${GUESTS[@]}"; do
 	seen=$(ansible_json h1 "$g-host-info" presplit.kvm.host_info "domains=$g" | json_get '" ".join(str(x) for x in [r["domains"][0]["accelerator"], r["domains"][0]["memory_backing"], r["domains"][0]["counts"]])')
 	# shellcheck disable=SC2016 # expanded on the host
 	qemu=$(on h1 "pid=\$(cat /run/libvirt/qemu/$g.pid); tr '\\0' ' ' </proc/\$pid/cmdline | grep -Eo 'dirty-ring-size=[0-9]+'; grep -E 'AnonHugePages|Private_Hugetlb' /proc/\$pid/smaps_rollup" | tr -s ' \n' ' ' || true)
-	# (host_info says "hugetlb" for every hugetlbfs page size)
 	want="kvm $backing $([ "$dirty_log" = ring ] && echo ring || echo bitmap)"
 	got="$(cut -d' ' -f1-2 <<<"$seen") $(grep -q dirty-ring-size <<<"$qemu" && echo ring || echo bitmap)"
 	check "$g/kvm" "host_info: accelerator, backing, counts: $seen; QEMU: $qemu" test "$got" = "$want"
@@ -645,6 +713,18 @@ alive() {
 			return 1
 		fi
 		SEQ[$g]=$(field seq "$now") PASSES[$g]=$(field passes "$now")
+	done
+}
+
+# gigantic_mapped NAME HOST: each hugetlb-1G guest has a GiB mapped whole by
+# HOST's KVM (its counts through host_info) as a migration from HOST starts:
+# what its pre-split, or without one the migration, splits 1 GiB -> 2 MiB -> 4 KiB.
+gigantic_mapped() {
+	local g counts
+	for g in "${GIGANTIC[@]}"; do
+		counts=$(ansible_json "$2" "$1-$g-host-info" presplit.kvm.host_info "domains=$g" | json_get 'r["domains"][0]["counts"]')
+		check "$1/$g/1g-mapped" "KVM's mappings of it on $2 before the migration: ${counts:-unknown}" \
+			grep -qE "'pages_1g': [1-9]" <<<"$counts"
 	done
 }
 
@@ -740,6 +820,7 @@ migrate() {
 	$halted && return 0
 	alive "$name" || return 0
 	json=$reports/$name.json
+	gigantic_mapped "$name" "$src"
 	migrate_playbook "$name" "$src" "$dst" "$presplit" || rc=$?
 	# Debian 12's QEMU 7.2 lacks upstream QEMU 56adee407fc5 ("kvm: dirty-ring:
 	# Fix race with vcpu creation", 8.0): the destination QEMU of a dirty-ring
