@@ -121,11 +121,11 @@ if ! [[ $GIGANTIC_BUF_MIB =~ ^[0-9]{4}$ ]] || [ "$GIGANTIC_BUF_MIB" -le 1024 ] |
 	exit 2
 fi
 # Hypervisor RAM: the nested guests plus libvirtd, QEMU and a Debian userland.
-# With hugetlb-1G guests, their 1 GiB pages on top and another GiB: a 1 GiB
-# page needs a whole aligned GiB of physical memory, and a pc machine has its
-# RAM below 4 GiB up to 3 GiB less the firmware's tables (so the GiB from 2
-# to 3 is never whole) and the rest from 4 GiB on, where the kernel makes its
-# early allocations top-down (see boot_gigantic).
+# With hugetlb-1G guests, their 1 GiB pages on top and one GiB of room: each
+# page needs a whole aligned GiB of physical memory, and on a pc machine the
+# GiB from 0 to 1 holds the kernel, the one from 2 to 3 is never whole (the
+# firmware's tables end it) and the last one above 4 GiB holds the kernel's
+# early allocations (memblock allocates top-down); see boot_gigantic.
 HOST_MIB=${E2E_HOST_MIB:-$((2560 + (${#GIGANTIC[@]} ? ${#GIGANTIC[@]} * GIGANTIC_GUEST_MIB + 1024 : 0)))}
 # A guest whose heartbeat has not advanced by SETTLE lines within HANG_S
 # seconds of its arrival is hung (TCG inside TCG: seconds are slow).
